@@ -1,0 +1,26 @@
+# Each target sets itself up on a fresh machine: a virtual environment in .venv with what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: test demo bench lint clean
+
+$(VENV)/.test: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,demo]'
+	touch $@
+
+test: $(VENV)/.test
+	$(PY) -m ruff check src tests bench examples
+	$(PY) -m pytest -q
+
+demo: $(VENV)/.test
+	$(PY) examples/demo.py $(ARGS)
+
+bench: $(VENV)/.test
+	$(PY) bench/run.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) bench/.upstream-venv

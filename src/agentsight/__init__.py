@@ -1,0 +1,59 @@
+"""AgentSight conversation analytics on OpenTelemetry: a drop-in for the ``agentsight`` SDK.
+
+``from agentsight import ConversationTracker`` works as in the upstream SDK; turns become OTel spans
+and tracked items span events, delivered by :class:`AgentSightSpanExporter`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from agentsight.exporter import AgentSightSpanExporter
+from agentsight.processor import AgentSightSpanProcessor
+from agentsight.tracker import ConversationTracker
+from agentsight.turn import ConversationTurn
+
+
+class _DeferredTracker:
+    """The ready ``conversation_tracker``: built from the environment on first use, not at import.
+
+    Importing ``agentsight`` therefore never raises for a missing key; the first tracking call
+    does, with the upstream exception. ``configure(...)`` sets arguments before that first use.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tracker: ConversationTracker | None = None
+        self._arguments: dict[str, Any] = {}
+
+    def configure(self, **arguments: Any) -> None:
+        """Rebuild the tracker with these ``ConversationTracker`` arguments."""
+        with self._lock:
+            if self._tracker is not None:
+                self._tracker.shutdown()
+            self._arguments = arguments
+            self._tracker = ConversationTracker(**arguments)
+
+    def __getattr__(self, name: str) -> Any:
+        tracker = self._tracker
+        if tracker is None:
+            with self._lock:
+                if self._tracker is None:
+                    self._tracker = ConversationTracker(**self._arguments)
+                tracker = self._tracker
+        return getattr(tracker, name)
+
+    def __repr__(self) -> str:
+        return f"conversation_tracker({self._tracker!r})"
+
+
+conversation_tracker: ConversationTracker = _DeferredTracker()  # type: ignore[assignment]
+
+__all__ = [
+    "AgentSightSpanExporter",
+    "AgentSightSpanProcessor",
+    "ConversationTracker",
+    "ConversationTurn",
+    "conversation_tracker",
+]

@@ -1,0 +1,133 @@
+"""Settings: constructor arguments first, then ``AGENTSIGHT_*`` environment variables, then defaults."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+
+from agentsight.exceptions import InvalidApiKeyException, NoApiKeyException
+
+API_KEY_PATTERN = re.compile(r"^ags_[a-f0-9]{32}_[a-f0-9]{6}$", re.IGNORECASE)
+DEFAULT_ENDPOINT = "https://api.agentsight.io"
+ENVIRONMENTS = ("production", "development")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+logger = logging.getLogger("agentsight")
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    return default
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        logger.warning("Ignoring %s=%r: not a number; using %s", name, raw, default)
+        return default
+
+
+@dataclass
+class DeliverySettings:
+    """How payloads reach the API. Every limit here bounds memory or time; see README "Configuration"."""
+
+    timeout: float = 10.0
+    """Seconds one HTTP request may take (``AGENTSIGHT_TIMEOUT``)."""
+    max_concurrency: int = 4
+    """Conversations delivered at once, one kept-alive connection each (``AGENTSIGHT_MAX_CONCURRENCY``)."""
+    max_queue_size: int = 10_000
+    """Payloads waiting for delivery before new turns are dropped (``AGENTSIGHT_MAX_QUEUE_SIZE``)."""
+    max_queue_bytes: int = 64 * 1024 * 1024
+    """Bytes of payload bodies waiting before new turns are dropped (``AGENTSIGHT_MAX_QUEUE_BYTES``)."""
+    max_retry_time: float = 300.0
+    """Seconds a payload is retried (network errors, 429, 5xx) before it is dropped (``AGENTSIGHT_MAX_RETRY_TIME``)."""
+    backoff_initial: float = 0.5
+    """First back-off delay in seconds; doubles per attempt, with jitter."""
+    backoff_max: float = 30.0
+    """Longest back-off delay in seconds (a longer ``Retry-After`` is honoured up to ``max_retry_time``)."""
+    max_cached_conversations: int = 10_000
+    """Server ids of conversations remembered to skip repeated identical conversation POSTs."""
+
+    @classmethod
+    def from_env(cls) -> DeliverySettings:
+        """Read the ``AGENTSIGHT_*`` delivery variables, falling back to the defaults."""
+        defaults = cls()
+        return cls(
+            timeout=_env_number("AGENTSIGHT_TIMEOUT", defaults.timeout),
+            max_concurrency=max(1, int(_env_number("AGENTSIGHT_MAX_CONCURRENCY", defaults.max_concurrency))),
+            max_queue_size=int(_env_number("AGENTSIGHT_MAX_QUEUE_SIZE", defaults.max_queue_size)),
+            max_queue_bytes=int(_env_number("AGENTSIGHT_MAX_QUEUE_BYTES", defaults.max_queue_bytes)),
+            max_retry_time=_env_number("AGENTSIGHT_MAX_RETRY_TIME", defaults.max_retry_time),
+        )
+
+
+@dataclass
+class Settings:
+    """Everything a tracker or exporter is configured with. The API key is kept out of ``repr``."""
+
+    api_key: str | None = field(default=None, repr=False)
+    endpoint: str = DEFAULT_ENDPOINT
+    environment: str | None = None
+    conversation_id: str | None = None
+    log_level: str | None = None
+    direct_export: bool = True
+    app_url: str = "https://app.agentsight.io"
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+
+    @classmethod
+    def resolve(
+        cls,
+        api_key: str | None = None,
+        endpoint: str | None = None,
+        environment: str | None = None,
+        conversation_id: str | None = None,
+        log_level: str | None = None,
+        direct_export: bool | None = None,
+        delivery: DeliverySettings | None = None,
+    ) -> Settings:
+        """Combine explicit arguments with the environment; nothing is validated here."""
+        key = api_key if api_key is not None else os.environ.get("AGENTSIGHT_API_KEY")
+        return cls(
+            api_key=(key or "").strip() or None,
+            endpoint=(endpoint or os.environ.get("AGENTSIGHT_API_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
+            environment=environment or os.environ.get("AGENTSIGHT_ENVIRONMENT") or None,
+            conversation_id=conversation_id or os.environ.get("AGENTSIGHT_CONVERSATION_ID") or None,
+            log_level=log_level or os.environ.get("AGENTSIGHT_LOG_LEVEL") or None,
+            direct_export=_env_bool("AGENTSIGHT_DIRECT_EXPORT", True) if direct_export is None else direct_export,
+            app_url=os.environ.get("AGENTSIGHT_APP_URL", "https://app.agentsight.io"),
+            delivery=delivery or DeliverySettings.from_env(),
+        )
+
+    def check_api_key(self) -> None:
+        """Raise the upstream exception for a missing or malformed key."""
+        if not self.api_key:
+            raise NoApiKeyException()
+        if not API_KEY_PATTERN.match(self.api_key):
+            raise InvalidApiKeyException(None, self.app_url)
+
+
+def configure_logging(level: str | None) -> None:
+    """Apply an explicitly configured log level to the ``agentsight`` logger.
+
+    With no level configured the logger is left to the application (warnings and errors still
+    reach stderr through Python's last-resort handler when the app configures no logging).
+    """
+    if not level:
+        return
+    name = str(getattr(level, "value", level)).upper()
+    logger.setLevel(name if name in logging.getLevelNamesMapping() else logging.INFO)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)

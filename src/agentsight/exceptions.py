@@ -1,0 +1,106 @@
+"""Exceptions with the upstream ``agentsight`` SDK's names, raised where it raises them.
+
+The API key never appears in a message: :class:`InvalidApiKeyException` keeps the upstream
+constructor signature but describes the expected format instead of echoing the key.
+"""
+
+from __future__ import annotations
+
+
+class NoApiKeyException(Exception):
+    """No API key was given and ``AGENTSIGHT_API_KEY`` is not set."""
+
+    def __init__(
+        self,
+        message: str = "Could not initialize AgentSight client - API Key is missing. "
+        "Set AGENTSIGHT_API_KEY or pass api_key=.",
+    ) -> None:
+        super().__init__(message)
+
+
+class InvalidApiKeyException(Exception):
+    """The API key does not have the form ``ags_<32 hex>_<6 hex>``."""
+
+    def __init__(self, api_key: object = None, app_url: str = "https://app.agentsight.io") -> None:
+        super().__init__(
+            "API Key is invalid: expected the form ags_<32 hex digits>_<6 hex digits>. "
+            f"Find your API key at {app_url}/settings"
+        )
+
+
+class ApiServerException(Exception):
+    """Kept for compatibility with the upstream SDK."""
+
+
+class AgentSightClientNotInitializedException(RuntimeError):
+    """Kept for compatibility with the upstream SDK."""
+
+    def __init__(self, message: str = "AgentSight client must be initialized before using this feature") -> None:
+        super().__init__(message)
+
+
+class AgentSightApiJwtExpiredException(Exception):
+    """Kept for compatibility with the upstream SDK."""
+
+    def __init__(self, message: str = "JWT token has expired") -> None:
+        super().__init__(message)
+
+
+class ConversationTrackingException(Exception):
+    """Base class of the tracking errors."""
+
+
+class InvalidConversationDataException(ConversationTrackingException):
+    """Invalid conversation, button, action or metadata input."""
+
+    def __init__(self, message: str = "Invalid conversation data provided") -> None:
+        super().__init__(message)
+
+
+class InvalidAnswerDataException(ConversationTrackingException):
+    """An answer (agent message) without content."""
+
+    def __init__(self, message: str = "Invalid answer data provided") -> None:
+        super().__init__(message)
+
+
+class InvalidQuestionDataException(ConversationTrackingException):
+    """A question (end-user message) without content."""
+
+    def __init__(self, message: str = "Invalid question data provided") -> None:
+        super().__init__(message)
+
+
+class MissingConversationIdException(Exception):
+    """A tracking call had no conversation to belong to."""
+
+    def __init__(self, message: str = "Conversation ID is required and cannot be empty") -> None:
+        super().__init__(message)
+
+
+class NoDataToSendException(Exception):
+    """``send_tracked_data()`` was called with nothing tracked in this context."""
+
+    def __init__(self, message: str = "No tracked data found for conversation.") -> None:
+        super().__init__(message)
+
+
+class ConversationApiException(ConversationTrackingException):
+    """The AgentSight API refused a payload (appears in delivery results, never raised into user code)."""
+
+    def __init__(self, message: str, status_code: int | None = None, response_data: object = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.response_data = response_data
+
+
+class ConversationNetworkException(ConversationTrackingException):
+    """The AgentSight API could not be reached (appears in delivery results, never raised into user code)."""
+
+
+class InvalidAttachmentException(Exception):
+    """Attachment input that cannot be sent."""
+
+    def __init__(self, message: str = "Invalid attachment data provided") -> None:
+        self.message = message
+        super().__init__(message)

@@ -1,0 +1,115 @@
+"""Where conversation spans go: the tracker's own tracer and its link to the app's OpenTelemetry set-up.
+
+The tracker records turns with a private SDK ``TracerProvider`` (always sampled, no span limits),
+so neither the app's sampler nor ``OTEL_SPAN_EVENT_COUNT_LIMIT``/attribute length limits can drop
+or truncate AgentSight data, and the app's global provider is never replaced. Each conversation
+span is then
+
+- handed to the app's own span processors when the app has an SDK ``TracerProvider`` (set before
+  or after the tracker), so the turn also shows in the app's traces and reaches a Collector; and
+- delivered directly, unless direct export is off or the app's pipeline already holds an
+  AgentSight exporter (``OTEL_TRACES_EXPORTER=...,agentsight``), which then delivers it: once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+from agentsight import semconv
+from agentsight.exporter import AgentSightSpanExporter
+from agentsight.processor import AgentSightSpanProcessor
+
+logger = logging.getLogger("agentsight")
+
+UNLIMITED = SpanLimits(
+    max_attributes=SpanLimits.UNSET,
+    max_events=SpanLimits.UNSET,
+    max_links=SpanLimits.UNSET,
+    max_span_attributes=SpanLimits.UNSET,
+    max_event_attributes=SpanLimits.UNSET,
+    max_link_attributes=SpanLimits.UNSET,
+    max_attribute_length=SpanLimits.UNSET,
+    max_span_attribute_length=SpanLimits.UNSET,
+)
+
+
+def app_tracer_provider() -> TracerProvider | None:
+    """The application's global provider when it is an SDK ``TracerProvider``, else ``None``."""
+    provider = trace.get_tracer_provider()
+    return provider if isinstance(provider, TracerProvider) else None
+
+
+def app_span_processors(provider: TracerProvider) -> SpanProcessor:
+    """The provider's composite span processor.
+
+    The SDK offers no public read access to it; ``_active_span_processor`` has been stable since 1.0.
+    """
+    return provider._active_span_processor
+
+
+def configured_exporters(provider: TracerProvider) -> list[AgentSightSpanExporter]:
+    """AgentSight exporters already in ``provider``'s pipeline (e.g. built by ``opentelemetry-instrument``)."""
+    found = []
+    for processor in getattr(app_span_processors(provider), "_span_processors", ()):
+        if isinstance(processor, AgentSightSpanProcessor):
+            exporter = processor.exporter
+        else:
+            # SimpleSpanProcessor keeps ``span_exporter``; BatchSpanProcessor keeps its exporter in its BatchProcessor.
+            exporter = getattr(processor, "span_exporter", None) or getattr(
+                getattr(processor, "_batch_processor", None), "_exporter", None
+            )
+        if isinstance(exporter, AgentSightSpanExporter):
+            found.append(exporter)
+    return found
+
+
+class ConversationSpanRouter(SpanProcessor):
+    """The private provider's processor: forwards to the app's pipeline and, when needed, delivers directly."""
+
+    def __init__(self, direct: AgentSightSpanProcessor | None) -> None:
+        self.direct = direct
+        self._warned_nowhere = False
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Let the app's processors see the turn start, as for any span of theirs."""
+        provider = app_tracer_provider()
+        if provider is not None:
+            app_span_processors(provider).on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Forward the finished turn to the app's pipeline and deliver it unless that pipeline will."""
+        provider = app_tracer_provider()
+        delivered_by_app = False
+        if provider is not None:
+            app_span_processors(provider).on_end(span)
+            delivered_by_app = bool(configured_exporters(provider))
+        if self.direct is not None and not delivered_by_app:
+            self.direct.on_end(span)
+        elif self.direct is None and not delivered_by_app and not self._warned_nowhere:
+            self._warned_nowhere = True
+            logger.warning(
+                "AGENTSIGHT_DIRECT_EXPORT is off and no AgentSight exporter is configured: conversation spans "
+                "reach AgentSight only through the app's OTLP pipeline (a Collector and the agentsight bridge)"
+            )
+
+    def shutdown(self) -> None:
+        """Deliver what the direct path queued, then stop it."""
+        if self.direct is not None:
+            self.direct.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Flush the direct path."""
+        return self.direct.force_flush(timeout_millis) if self.direct is not None else True
+
+
+def conversation_tracer(router: ConversationSpanRouter) -> tuple[TracerProvider, trace.Tracer]:
+    """A private, always-sampling, unlimited provider feeding ``router``, and its tracer."""
+    provider = TracerProvider(sampler=ALWAYS_ON, resource=Resource.create(), span_limits=UNLIMITED)
+    provider.add_span_processor(router)
+    return provider, provider.get_tracer(semconv.INSTRUMENTATION_SCOPE)

@@ -1,0 +1,542 @@
+"""``ConversationTracker``: the upstream AgentSight SDK's API, recording OTel spans and span events.
+
+Tracking calls validate their input (raising the upstream exceptions), add an event to the
+current turn's span and return: no I/O. ``send_tracked_data()`` ends the turn's span; the span
+pipeline (:mod:`agentsight.pipeline`) delivers it in the background.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import binascii
+import mimetypes
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Literal
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from agentsight import jsonsafe
+from agentsight import semconv as sc
+from agentsight import turn as turns
+from agentsight.config import DeliverySettings, Settings, configure_logging
+from agentsight.delivery import FlushResult
+from agentsight.exceptions import (
+    InvalidAnswerDataException,
+    InvalidAttachmentException,
+    InvalidConversationDataException,
+    InvalidQuestionDataException,
+    MissingConversationIdException,
+    NoDataToSendException,
+)
+from agentsight.exporter import AgentSightSpanExporter
+from agentsight.pipeline import ConversationSpanRouter, app_tracer_provider, configured_exporters, conversation_tracer
+from agentsight.processor import AgentSightSpanProcessor
+from agentsight.translator import translate
+from agentsight.turn import ConversationTurn
+
+_KIND_TO_SUMMARY = {
+    "question": "questions",
+    "answer": "answers",
+    "attachments": "attachments",
+    "action": "actions",
+    "button": "buttons",
+}
+
+
+class ConversationTracker:
+    """Tracks conversations for AgentSight; a drop-in for the upstream ``agentsight`` tracker.
+
+    Configuration comes from the arguments, then ``AGENTSIGHT_API_KEY``, ``AGENTSIGHT_API_ENDPOINT``,
+    ``AGENTSIGHT_ENVIRONMENT``, ``AGENTSIGHT_LOG_LEVEL``, ``AGENTSIGHT_CONVERSATION_ID`` and
+    ``AGENTSIGHT_DIRECT_EXPORT``. A missing key raises ``NoApiKeyException``, a malformed one
+    ``InvalidApiKeyException`` (unless direct export is off: then the app's OTLP pipeline delivers).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        conversation_id: str | None = None,
+        endpoint: str | None = None,
+        log_level: str | None = None,
+        environment: Literal["production", "development"] | None = None,
+        *,
+        direct_export: bool | None = None,
+        delivery: DeliverySettings | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._settings = Settings.resolve(
+            api_key=api_key,
+            endpoint=endpoint,
+            environment=environment,
+            conversation_id=conversation_id,
+            log_level=log_level,
+            direct_export=direct_export,
+            delivery=delivery,
+        )
+        configure_logging(self._settings.log_level)
+        direct = None
+        if self._settings.direct_export:
+            self._settings.check_api_key()
+            direct = AgentSightSpanProcessor(AgentSightSpanExporter(settings=self._settings))
+        self._router = ConversationSpanRouter(direct)
+        self._provider, self._tracer = conversation_tracer(self._router)
+        self._open: dict[ConversationTurn, None] = {}
+        # Registered after the provider's own shutdown hook, so it runs first: open turns are sent, then drained.
+        atexit.register(_end_open_turns, weakref.ref(self))
+
+    def __repr__(self) -> str:
+        settings = self._settings
+        return f"ConversationTracker(endpoint={settings.endpoint!r}, direct_export={settings.direct_export})"
+
+    @property
+    def settings(self) -> Settings:
+        """The resolved configuration (the API key is not in its ``repr``)."""
+        return self._settings
+
+    # Conversations -----------------------------------------------------------------------------
+
+    def initialize_conversation(
+        self,
+        conversation_id: str,
+        customer_id: str | None = None,
+        customer_ip_address: str | None = None,
+        device: str | None = None,
+        source: str | None = None,
+        language: str | None = None,
+        name: str | None = None,
+        environment: Literal["production", "development"] = "production",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a potential interaction (``is_used: false``): a span that ends at once and is sent."""
+        attributes = self._conversation_attributes(
+            conversation_id, customer_id, customer_ip_address, device, source, language, name, environment, metadata
+        )
+        attributes[sc.IS_USED] = False
+        self._tracer.start_span(sc.CONVERSATION_SPAN, attributes=attributes, kind=trace.SpanKind.INTERNAL).end()
+
+    def get_or_create_conversation(
+        self,
+        conversation_id: str,
+        customer_id: str | None = None,
+        customer_ip_address: str | None = None,
+        device: str | None = None,
+        source: str | None = None,
+        language: str | None = None,
+        name: str | None = None,
+        environment: Literal["production", "development"] = "production",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Open a turn of ``conversation_id`` (``is_used: true``) and make it current in the calling context."""
+        attributes = self._conversation_attributes(
+            conversation_id, customer_id, customer_ip_address, device, source, language, name, environment, metadata
+        )
+        for turn in turns.open_turns():
+            if turn.conversation_id == conversation_id:
+                turn.span.set_attributes(attributes)
+                otel_context.attach(turns.with_turn(turn, make_current=True))
+                return
+        self._open_turn(attributes, make_current=True)
+
+    @contextmanager
+    def conversation(
+        self,
+        conversation_id: str,
+        customer_id: str | None = None,
+        customer_ip_address: str | None = None,
+        device: str | None = None,
+        source: str | None = None,
+        language: str | None = None,
+        name: str | None = None,
+        environment: Literal["production", "development"] = "production",
+        metadata: dict[str, Any] | None = None,
+    ) -> Iterator[ConversationTurn]:
+        """Open a turn for the ``with`` block and send it on exit, also when the block raises."""
+        attributes = self._conversation_attributes(
+            conversation_id, customer_id, customer_ip_address, device, source, language, name, environment, metadata
+        )
+        before = set(turns.open_turns())
+        turn = self._new_turn(attributes)
+        token = otel_context.attach(turns.with_turn(turn, make_current=True))
+        try:
+            yield turn
+        except BaseException as error:
+            if turn.span.is_recording():
+                turn.span.record_exception(error)
+                turn.span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            raise
+        finally:
+            self._end([t for t in turns.open_turns() if t not in before])
+            otel_context.detach(token)
+
+    # Tracking ----------------------------------------------------------------------------------
+
+    def track_question(
+        self, question: str, metadata: dict[str, Any] | None = None, conversation_id: str | None = None
+    ) -> None:
+        """Track an end-user message."""
+        self._track_message(question, sc.SENDER_END_USER, metadata, conversation_id, InvalidQuestionDataException)
+
+    def track_answer(
+        self, answer: str, metadata: dict[str, Any] | None = None, conversation_id: str | None = None
+    ) -> None:
+        """Track an agent message."""
+        self._track_message(answer, sc.SENDER_AGENT, metadata, conversation_id, InvalidAnswerDataException)
+
+    def track_human_message(
+        self,
+        message: str,
+        attachments: list[dict[str, Any]] | None = None,
+        attachment_mode: str = "base64",
+        metadata: dict[str, Any] | None = None,
+        conversation_id: str | None = None,
+    ) -> None:
+        """Track an end-user message (0.1.x name), with optional attachments sent after it."""
+        self._track_message(message, sc.SENDER_END_USER, metadata, conversation_id, InvalidQuestionDataException,
+                            attachments, attachment_mode)
+
+    def track_agent_message(
+        self,
+        message: str,
+        attachments: list[dict[str, Any]] | None = None,
+        attachment_mode: str = "base64",
+        metadata: dict[str, Any] | None = None,
+        conversation_id: str | None = None,
+    ) -> None:
+        """Track an agent message (0.1.x name), with optional attachments sent after it."""
+        self._track_message(message, sc.SENDER_AGENT, metadata, conversation_id, InvalidAnswerDataException,
+                            attachments, attachment_mode)
+
+    def track_button(
+        self,
+        button_event: str,
+        label: str,
+        value: str,
+        conversation_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Track a clicked button; ``button_event``, ``label`` and ``value`` must be non-blank."""
+        for field_name, text in (("Button event", button_event), ("Button label", label), ("Button value", value)):
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidConversationDataException(f"{field_name} cannot be empty")
+        attributes = {sc.BUTTON_EVENT_NAME: button_event, sc.BUTTON_LABEL: label, sc.BUTTON_VALUE: value}
+        self._add_event(sc.BUTTON_EVENT, attributes, metadata, conversation_id)
+
+    def track_action(
+        self,
+        action_name: str,
+        started_at: str | datetime | None = None,
+        ended_at: str | datetime | None = None,
+        duration_ms: int | None = None,
+        tools_used: dict[str, Any] | None = None,
+        response: str | None = None,
+        error_msg: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        conversation_id: str | None = None,
+    ) -> None:
+        """Track an action the agent took (a tool call, a lookup, ...)."""
+        if not isinstance(action_name, str) or not action_name.strip():
+            raise InvalidConversationDataException("Action name cannot be empty")
+        attributes: dict[str, Any] = {sc.ACTION_NAME: action_name}
+        given = {
+            sc.ACTION_STARTED_AT: started_at.isoformat() if isinstance(started_at, datetime) else started_at,
+            sc.ACTION_ENDED_AT: ended_at.isoformat() if isinstance(ended_at, datetime) else ended_at,
+            sc.ACTION_DURATION_MS: duration_ms,
+            sc.ACTION_TOOLS_USED: None if tools_used is None else jsonsafe.dumps(tools_used),
+            sc.ACTION_RESPONSE: None if response is None else str(response),
+            sc.ACTION_ERROR_MSG: None if error_msg is None else str(error_msg),
+        }
+        if duration_ms is not None and (isinstance(duration_ms, bool) or not isinstance(duration_ms, (int, float))):
+            raise InvalidConversationDataException("duration_ms must be a number of milliseconds")
+        attributes.update((key, value) for key, value in given.items() if value is not None)
+        self._add_event(sc.ACTION_EVENT, attributes, metadata, conversation_id)
+
+    def track_attachments(
+        self,
+        attachments: list[dict[str, Any]],
+        sender: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        mode: str = "base64",
+        conversation_id: str | None = None,
+    ) -> None:
+        """Track files: ``base64`` mode takes ``{filename, mime_type, data: base64 str}``;
+        ``form_data`` mode takes ``{data: bytes | file object, filename?, mime_type?}`` and posts multipart."""
+        attributes = _attachments_attributes(_attachment_files(attachments, mode), _sender(sender), mode, metadata)
+        self._turn_for(conversation_id).add_event(sc.ATTACHMENTS_EVENT, attributes)
+
+    def track_token_usage(
+        self,
+        prompt_tokens: int | None = 0,
+        completion_tokens: int | None = 0,
+        total_tokens: int | None = 0,
+        embedding_tokens: int | None = 0,
+        conversation_id: str | None = None,
+    ) -> None:
+        """Add token counts to the turn; the turn sends one ``token_usage`` action with the sums."""
+        usage = {
+            "prompt_tokens": prompt_tokens or 0,
+            "completion_tokens": completion_tokens or 0,
+            "total_tokens": total_tokens or 0,
+            "embedding_tokens": embedding_tokens or 0,
+        }
+        for key, count in usage.items():
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise InvalidConversationDataException(f"{key} must be a non-negative integer, got {count!r}")
+        self._turn_for(conversation_id).add_usage(usage)
+
+    def get_token_usage(self, conversation_id: str | None = None) -> dict[str, int]:
+        """Token sums tracked in the current turn (or that of ``conversation_id``); ``{}`` when none."""
+        turn = self._find_turn(conversation_id)
+        return turn.usage() if turn is not None else {}
+
+    # Sending -----------------------------------------------------------------------------------
+
+    def send_tracked_data(self) -> dict[str, Any]:
+        """End the turns open in this context, which queues them for delivery, and return at once.
+
+        Returns the upstream shape: ``items`` (index, type, timestamp, ``status: "queued"``) and a
+        ``summary`` by type. Delivery results come from :meth:`flush`. Raises
+        ``NoDataToSendException`` when no turn is open in this context.
+        """
+        open_now = turns.open_turns()
+        if not open_now:
+            raise NoDataToSendException("No tracked data found: call get_or_create_conversation() first.")
+        result = _summarize(open_now, status="queued")
+        self._end(open_now)
+        otel_context.attach(turns.without_turns(open_now[0].outer_span))
+        return result
+
+    def get_tracked_data_summary(self) -> dict[str, Any]:
+        """What the turns open in this context would send, in order, with a summary by type."""
+        return _summarize(turns.open_turns())
+
+    def flush(self, timeout: float | None = 30.0) -> dict[str, Any]:
+        """Block until everything sent so far is delivered (or ``timeout`` seconds pass).
+
+        Returns ``{"complete": bool, "items": [...], "summary": {...}}`` with a result per payload
+        settled since the previous flush. For scripts, tests and serverless handlers.
+        """
+        exporters = []
+        if self._router.direct is not None:
+            exporters.append(self._router.direct.exporter)
+        app_provider = app_tracer_provider()
+        if app_provider is not None:
+            app_provider.force_flush(int((timeout or 30.0) * 1000))
+            exporters.extend(e for e in configured_exporters(app_provider) if e not in exporters)
+        results = [exporter.flush(timeout) for exporter in exporters]
+        merged = FlushResult(all(r.complete for r in results), [item for r in results for item in r.items])
+        return merged.as_dict()
+
+    def delivery_stats(self) -> dict[str, int]:
+        """Counters of the direct delivery path: submitted, delivered, rejected, expired, dropped, retries."""
+        return self._router.direct.exporter.stats if self._router.direct is not None else {}
+
+    def shutdown(self) -> None:
+        """Send open turns, deliver what is queued (up to 30 s), and stop. Also happens at interpreter exit."""
+        self._end(list(self._open))
+        self._provider.shutdown()
+
+    # Internals ---------------------------------------------------------------------------------
+
+    def _conversation_attributes(
+        self,
+        conversation_id: str,
+        customer_id: str | None,
+        customer_ip_address: str | None,
+        device: str | None,
+        source: str | None,
+        language: str | None,
+        name: str | None,
+        environment: str | None,
+        metadata: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        if not isinstance(conversation_id, str) or not conversation_id.strip():
+            raise MissingConversationIdException()
+        values = (customer_id, customer_ip_address, device, source, language, name,
+                  self._settings.environment or environment)
+        attributes: dict[str, Any] = {sc.CONVERSATION_ID: conversation_id, sc.IS_USED: True}
+        for (field_name, attribute), value in zip(sc.CONVERSATION_FIELDS, values, strict=True):
+            if value is not None:
+                if not isinstance(value, str):
+                    raise InvalidConversationDataException(f"{field_name} must be a string, got {type(value).__name__}")
+                attributes[attribute] = value
+        if metadata is not None:
+            attributes[sc.CONVERSATION_METADATA] = _metadata_json(metadata)
+        return attributes
+
+    def _new_turn(self, attributes: dict[str, Any]) -> ConversationTurn:
+        outer = trace.get_current_span()
+        span = self._tracer.start_span(sc.CONVERSATION_SPAN, attributes=attributes, kind=trace.SpanKind.INTERNAL)
+        turn = ConversationTurn(attributes[sc.CONVERSATION_ID], span, outer)
+        self._open[turn] = None
+        return turn
+
+    def _open_turn(self, attributes: dict[str, Any], make_current: bool) -> ConversationTurn:
+        turn = self._new_turn(attributes)
+        otel_context.attach(turns.with_turn(turn, make_current))
+        return turn
+
+    def _end(self, ending: list[ConversationTurn] | tuple[ConversationTurn, ...]) -> None:
+        for turn in ending:
+            self._open.pop(turn, None)
+            if not turn.ended:
+                turn.end()
+
+    def _find_turn(self, conversation_id: str | None) -> ConversationTurn | None:
+        if conversation_id is None:
+            return turns.current_turn()
+        for turn in reversed(turns.open_turns()):
+            if turn.conversation_id == conversation_id:
+                return turn
+        for turn in reversed(list(self._open)):
+            if turn.conversation_id == conversation_id and not turn.ended:
+                return turn
+        return None
+
+    def _turn_for(self, conversation_id: str | None) -> ConversationTurn:
+        """The turn a tracking call goes to: the addressed or current one, else one opened for it."""
+        turn = self._find_turn(conversation_id)
+        if turn is not None:
+            return turn
+        target = conversation_id or self._settings.conversation_id
+        if not target:
+            raise MissingConversationIdException(
+                "No current conversation: call get_or_create_conversation() first or pass conversation_id="
+            )
+        environment = self._settings.environment or "production"
+        attributes = self._conversation_attributes(target, None, None, None, None, None, None, environment, None)
+        return self._open_turn(attributes, make_current=conversation_id is None)
+
+    def _add_event(
+        self, name: str, attributes: dict[str, Any], metadata: dict[str, Any] | None, conversation_id: str | None
+    ) -> None:
+        if metadata is not None:
+            attributes[sc.METADATA] = _metadata_json(metadata)
+        self._turn_for(conversation_id).add_event(name, attributes)
+
+    def _track_message(
+        self,
+        content: str,
+        sender: str,
+        metadata: dict[str, Any] | None,
+        conversation_id: str | None,
+        invalid: type[Exception],
+        attachments: list[dict[str, Any]] | None = None,
+        attachment_mode: str = "base64",
+    ) -> None:
+        if not isinstance(content, str) or not content.strip():
+            raise invalid(f"Invalid {'question' if sender == sc.SENDER_END_USER else 'answer'} data provided.")
+        attributes: dict[str, Any] = {sc.MESSAGE_SENDER: sender, sc.MESSAGE_CONTENT: content}
+        if metadata is not None:
+            attributes[sc.METADATA] = _metadata_json(metadata)
+        files = _attachment_files(attachments, attachment_mode) if attachments else None
+        turn = self._turn_for(conversation_id)
+        turn.add_event(sc.MESSAGE_EVENT, attributes)
+        if files is not None:
+            turn.add_event(sc.ATTACHMENTS_EVENT, _attachments_attributes(files, sender, attachment_mode, metadata))
+
+
+def _metadata_json(metadata: Any) -> str:
+    if not isinstance(metadata, Mapping):
+        raise InvalidConversationDataException(f"metadata must be a dict, got {type(metadata).__name__}")
+    return jsonsafe.dumps(metadata)
+
+
+def _sender(sender: Any) -> str:
+    value = getattr(sender, "value", sender) or sc.SENDER_END_USER
+    if value not in (sc.SENDER_END_USER, sc.SENDER_AGENT):
+        raise InvalidAttachmentException(f"sender must be 'end_user' or 'agent', got {value!r}")
+    return value
+
+
+def _normalize_mode(mode: Any) -> str:
+    value = str(getattr(mode, "value", mode)).lower().replace("-", "_")
+    if value not in ("base64", "form_data"):
+        raise ValueError(f"Invalid mode: {mode}. Must be 'base64' or 'form_data'")
+    return value
+
+
+def _attachment_files(attachments: Any, mode: Any) -> list[dict[str, str]]:
+    """Validate attachments as upstream does; return ``{filename, mime_type, data: base64}`` per file."""
+    mode = _normalize_mode(mode)
+    if not isinstance(attachments, list):
+        raise InvalidAttachmentException("Attachments must be provided as a list")
+    if not attachments:
+        raise InvalidAttachmentException("Attachments list cannot be empty")
+    files = []
+    for number, attachment in enumerate(attachments, start=1):
+        if not isinstance(attachment, Mapping):
+            raise InvalidAttachmentException(f"Attachment {number}: Must be a dictionary with required keys")
+        if "data" not in attachment:
+            raise InvalidAttachmentException(f"Attachment {number} missing required key: 'data'")
+        if mode == "base64":
+            missing = [key for key in ("filename", "mime_type") if not str(attachment.get(key) or "").strip()]
+            if missing:
+                raise InvalidAttachmentException(f"Attachment {number} missing required keys: {', '.join(missing)}")
+            data = attachment["data"]
+            try:
+                if not isinstance(data, str):
+                    raise ValueError
+                base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidAttachmentException(
+                    f"Attachment {number} '{attachment['filename']}': 'data' must be a base64 string"
+                ) from None
+            files.append({"filename": attachment["filename"], "mime_type": attachment["mime_type"], "data": data})
+            continue
+        raw = attachment["data"]
+        if isinstance(raw, str):
+            raise InvalidAttachmentException(
+                f"Attachment {number}: In form_data mode, 'data' must be bytes or file-like object, not string"
+            )
+        content = raw.read() if hasattr(raw, "read") else bytes(raw)
+        filename = attachment.get("filename")
+        mime_type = attachment.get("mime_type") or attachment.get("content_type")
+        if not mime_type:
+            mime_type = (mimetypes.guess_type(filename)[0] if filename else None) or "application/octet-stream"
+        if not filename:
+            filename = f"attachment_{number - 1}{mimetypes.guess_extension(mime_type) or '.bin'}"
+        files.append({"filename": filename, "mime_type": mime_type, "data": base64.b64encode(content).decode()})
+    return files
+
+
+def _attachments_attributes(
+    files: list[dict[str, str]], sender: str, mode: Any, metadata: dict[str, Any] | None
+) -> dict[str, Any]:
+    attributes = {
+        sc.ATTACHMENTS_MODE: _normalize_mode(mode),
+        sc.ATTACHMENTS_SENDER: sender,
+        sc.ATTACHMENTS_FILES: jsonsafe.dumps(files),
+    }
+    if metadata is not None:
+        attributes[sc.METADATA] = _metadata_json(metadata)
+    return attributes
+
+
+def _summarize(open_now: tuple[ConversationTurn, ...], status: str | None = None) -> dict[str, Any]:
+    items: list[dict[str, Any]] = []
+    summary = {"questions": 0, "answers": 0, "attachments": 0, "actions": 0, "buttons": 0, "errors": 0}
+    for turn in open_now:
+        payloads = translate(turn.span)  # type: ignore[arg-type]
+        for payload in payloads.all() if payloads else ():
+            item: dict[str, Any] = {"index": len(items), "type": payload.kind, "timestamp": payload.timestamp}
+            if status is None:
+                item["data"] = payload.body
+            else:
+                item["status"] = status
+            items.append(item)
+            if payload.kind in _KIND_TO_SUMMARY:
+                summary[_KIND_TO_SUMMARY[payload.kind]] += 1
+    summary["total"] = len(items)
+    return {"items": items, "summary": summary}
+
+
+def _end_open_turns(tracker_ref: weakref.ref[ConversationTracker]) -> None:
+    tracker = tracker_ref()
+    if tracker is not None:
+        tracker._end(list(tracker._open))

@@ -1,0 +1,164 @@
+"""Pure translation of finished conversation spans into ordered AgentSight payloads (WIRE.md).
+
+Takes anything shaped like an OTel ``ReadableSpan`` (name, attributes, events, start and end
+times) so the in-process exporter and the OTLP bridge share it. No I/O, no global state.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from agentsight import semconv as sc
+from agentsight.payloads import FilePart, Payload, TurnPayloads
+
+
+class SpanEventLike(Protocol):
+    """The parts of an OTel span event the translator reads."""
+
+    name: str
+    attributes: Mapping[str, Any] | None
+    timestamp: int | None
+
+
+class SpanLike(Protocol):
+    """The parts of an OTel ``ReadableSpan`` the translator reads."""
+
+    name: str
+    attributes: Mapping[str, Any] | None
+    events: Sequence[Any]
+    start_time: int | None
+    end_time: int | None
+
+
+def is_conversation_span(span: SpanLike) -> bool:
+    """True for spans of the AgentSight span model (and not for the app's other spans)."""
+    attributes = span.attributes or {}
+    return span.name == sc.CONVERSATION_SPAN and bool(attributes.get(sc.CONVERSATION_ID))
+
+
+def iso_timestamp(time_ns: int | None) -> str:
+    """ISO 8601 UTC text with microseconds and offset, from OTel nanoseconds since the epoch (``None``: now)."""
+    if time_ns is None:
+        return datetime.now(timezone.utc).isoformat()
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return moment.replace(microsecond=nanos // 1000).isoformat()
+
+
+def translate(span: SpanLike) -> TurnPayloads | None:
+    """Payloads for one conversation span, in the order the API needs; ``None`` for other spans.
+
+    The conversation POST comes first; events follow in the order they were tracked; when any
+    token usage was tracked, one ``token_usage`` action with the turn's sums comes last.
+    """
+    if not is_conversation_span(span):
+        return None
+    attributes = span.attributes or {}
+    conversation_id = str(attributes[sc.CONVERSATION_ID])
+    conversation = _conversation_payload(attributes, conversation_id, iso_timestamp(span.start_time))
+    items: list[Payload] = []
+    usage: dict[str, int] | None = None
+    for event in span.events:
+        event_attributes = event.attributes or {}
+        timestamp = iso_timestamp(event.timestamp)
+        if event.name == sc.TOKEN_USAGE_EVENT:
+            usage = _add_usage(usage, event_attributes)
+            continue
+        payload = _item_payload(event.name, event_attributes, conversation_id, timestamp)
+        if payload is not None:
+            items.append(payload)
+    if usage is not None:
+        items.append(_action("token_usage", conversation_id, iso_timestamp(span.end_time), usage))
+    return TurnPayloads(conversation_id, conversation, tuple(items))
+
+
+def _conversation_payload(attributes: Mapping[str, Any], conversation_id: str, timestamp: str) -> Payload:
+    body: dict[str, Any] = {"timestamp": timestamp, "conversation_id": conversation_id}
+    for field_name, attribute in sc.CONVERSATION_FIELDS:
+        body[field_name] = attributes.get(attribute)
+    body["metadata"] = _json_attribute(attributes, sc.CONVERSATION_METADATA, None)
+    body["is_used"] = bool(attributes.get(sc.IS_USED, True))
+    return Payload("conversation", body)
+
+
+def _item_payload(
+    name: str, attributes: Mapping[str, Any], conversation_id: str, timestamp: str
+) -> Payload | None:
+    metadata = _json_attribute(attributes, sc.METADATA, {})
+    if name == sc.MESSAGE_EVENT:
+        sender = attributes.get(sc.MESSAGE_SENDER, sc.SENDER_END_USER)
+        body = {
+            "timestamp": timestamp,
+            "content": attributes.get(sc.MESSAGE_CONTENT, ""),
+            "sender": sender,
+            "conversation_id": conversation_id,
+            "metadata": metadata,
+        }
+        return Payload("question" if sender == sc.SENDER_END_USER else "answer", body)
+    if name == sc.BUTTON_EVENT:
+        body = {
+            "timestamp": timestamp,
+            "button_event": attributes.get(sc.BUTTON_EVENT_NAME),
+            "label": attributes.get(sc.BUTTON_LABEL),
+            "value": attributes.get(sc.BUTTON_VALUE),
+            "conversation_id": conversation_id,
+            "metadata": metadata,
+        }
+        return Payload("button", body)
+    if name == sc.ACTION_EVENT:
+        action = _action(str(attributes.get(sc.ACTION_NAME)), conversation_id, timestamp, metadata)
+        for field_name, attribute, is_json in sc.ACTION_FIELDS:
+            if attribute in attributes:
+                value = attributes[attribute]
+                action.body[field_name] = json.loads(value) if is_json else value
+        return action
+    if name == sc.ATTACHMENTS_EVENT:
+        return _attachments(attributes, conversation_id, timestamp, metadata)
+    return None
+
+
+def _action(action_name: str, conversation_id: str, timestamp: str, metadata: Any) -> Payload:
+    body = {
+        "timestamp": timestamp,
+        "action_name": action_name,
+        "conversation_id": conversation_id,
+        "metadata": metadata,
+    }
+    return Payload("action", body)
+
+
+def _attachments(attributes: Mapping[str, Any], conversation_id: str, timestamp: str, metadata: Any) -> Payload:
+    files = json.loads(attributes.get(sc.ATTACHMENTS_FILES, "[]"))
+    sender = attributes.get(sc.ATTACHMENTS_SENDER, sc.SENDER_END_USER)
+    if attributes.get(sc.ATTACHMENTS_MODE) == "form_data":
+        parts = tuple(
+            FilePart(f"attachment_{index}", item["filename"], item["mime_type"], base64.b64decode(item["data"]))
+            for index, item in enumerate(files)
+        )
+        body = {"timestamp": timestamp, "sender": sender, "mode": "form_data", "metadata": metadata}
+        return Payload("attachments", body, parts)
+    body = {
+        "timestamp": timestamp,
+        "attachments": files,
+        "metadata": metadata,
+        "mode": "base64",
+        "sender": sender,
+        "conversation_id": conversation_id,
+    }
+    return Payload("attachments", body)
+
+
+def _add_usage(usage: dict[str, int] | None, attributes: Mapping[str, Any]) -> dict[str, int]:
+    totals = usage or {key: 0 for key, _ in sc.USAGE_FIELDS}
+    for key, attribute in sc.USAGE_FIELDS:
+        totals[key] += int(attributes.get(attribute, 0) or 0)
+    return totals
+
+
+def _json_attribute(attributes: Mapping[str, Any], name: str, default: Any) -> Any:
+    raw = attributes.get(name)
+    return default if raw is None else json.loads(raw)

@@ -1,0 +1,165 @@
+"""HTTP transport to the AgentSight API: one kept-alive connection per delivery thread.
+
+Only moves bytes and reports what came back; retry decisions belong to :mod:`agentsight.delivery`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from agentsight.payloads import Payload
+
+USER_AGENT = "agentsight-otel"
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """What the API answered."""
+
+    status: int
+    body: bytes
+    retry_after: float | None
+
+    def json(self) -> Any:
+        """The body parsed as JSON (raises ``ValueError`` when it is not JSON)."""
+        return json.loads(self.body) if self.body else {}
+
+    def error_message(self) -> str:
+        """The API's error text: ``detail``, or DRF field errors as ``field: msg, msg; ...``."""
+        try:
+            data = self.json()
+        except ValueError:
+            return self.body.decode("utf-8", "replace")[:500] or "no body"
+        if isinstance(data, dict) and "detail" in data:
+            return str(data["detail"])
+        if isinstance(data, dict):
+            return "; ".join(
+                f"{name}: {', '.join(map(str, errors)) if isinstance(errors, list) else errors}"
+                for name, errors in data.items()
+            )
+        return str(data)
+
+
+class HttpTransport:
+    """Posts payloads to ``endpoint`` with the ``Api-Key`` header; thread-safe, one connection per thread."""
+
+    def __init__(self, endpoint: str, api_key: str, timeout: float) -> None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"AgentSight endpoint must be an http(s) URL, got {endpoint!r}")
+        self._scheme = parts.scheme
+        self._host = parts.hostname
+        self._port = parts.port
+        self._base_path = parts.path.rstrip("/")
+        self._timeout = timeout
+        self._auth_header = f"Api-Key {api_key}"
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"HttpTransport({self._scheme}://{self._host}:{self._port or ''}{self._base_path})"
+
+    def post(self, payload: Payload, conversation: int | None) -> HttpResponse:
+        """POST one payload; ``conversation`` is the server id added to every non-conversation body.
+
+        Raises ``OSError`` / ``http.client.HTTPException`` on network failures and time-outs.
+        """
+        body = dict(payload.body)
+        if payload.kind != "conversation":
+            body["conversation"] = conversation
+        if payload.files:
+            content_type, data = encode_multipart(body, payload)
+        else:
+            content_type, data = "application/json", json.dumps(body, ensure_ascii=False).encode("utf-8")
+        headers = {
+            "Content-Type": content_type,
+            "Authorization": self._auth_header,
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        return self._request(self._base_path + payload.path, data, headers)
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    def _request(self, path: str, data: bytes, headers: dict[str, str]) -> HttpResponse:
+        connection = getattr(self._local, "connection", None)
+        reused = connection is not None
+        if connection is None:
+            connection = self._connect()
+        try:
+            connection.request("POST", path, body=data, headers=headers)
+            response = connection.getresponse()
+            body = response.read()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            self.close()
+            if not reused:
+                raise
+            # The server closed an idle kept-alive connection: one fresh attempt, as urllib3 does.
+            connection = self._connect()
+            connection.request("POST", path, body=data, headers=headers)
+            response = connection.getresponse()
+            body = response.read()
+        except BaseException:
+            self.close()
+            raise
+        if response.will_close:
+            self.close()
+        return HttpResponse(response.status, body, parse_retry_after(response.getheader("Retry-After")))
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._scheme == "https":
+            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._timeout
+            )
+        else:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        self._local.connection = connection
+        return connection
+
+
+def encode_multipart(fields: dict[str, Any], payload: Payload) -> tuple[str, bytes]:
+    """multipart/form-data of text ``fields`` (objects as JSON text) and the payload's files."""
+    boundary = uuid.uuid4().hex
+    chunks: list[bytes] = []
+    for name, value in fields.items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        chunks.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{text}\r\n'.encode()
+        )
+    for part in payload.files:
+        filename = part.filename.replace('"', "%22")
+        chunks.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{part.field_name}"; filename="{filename}"\r\n'
+            f"Content-Type: {part.content_type}\r\n\r\n".encode()
+        )
+        chunks.append(part.data + b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return f"multipart/form-data; boundary={boundary}", b"".join(chunks)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or ``None``."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())

@@ -1,0 +1,91 @@
+"""A conversation turn (one span) and where the current one lives: the OTel context.
+
+The context holds the current turn and the turns opened in it, as immutable values: threads and
+asyncio tasks each see their own, and a task's change never reaches its parent or siblings.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+
+from agentsight import semconv as sc
+
+_CURRENT_TURN = otel_context.create_key("agentsight.current_turn")
+_OPEN_TURNS = otel_context.create_key("agentsight.open_turns")
+
+
+class ConversationTurn:
+    """One turn of a conversation: its span (ended when sent) and the token usage tracked in it."""
+
+    __slots__ = ("conversation_id", "span", "outer_span", "_lock", "_usage")
+
+    def __init__(self, conversation_id: str, span: trace.Span, outer_span: trace.Span) -> None:
+        self.conversation_id = conversation_id
+        self.span = span
+        self.outer_span = outer_span
+        self._lock = threading.Lock()
+        self._usage: dict[str, int] | None = None
+
+    def __repr__(self) -> str:
+        return f"ConversationTurn(conversation_id={self.conversation_id!r}, ended={self.ended})"
+
+    @property
+    def ended(self) -> bool:
+        """True once the turn was sent."""
+        return not self.span.is_recording()
+
+    def add_event(self, name: str, attributes: Mapping[str, Any]) -> None:
+        """Record a tracked item."""
+        self.span.add_event(name, attributes)
+
+    def add_usage(self, usage: Mapping[str, int]) -> None:
+        """Record token usage: one event, and the running sums for ``get_token_usage()``."""
+        with self._lock:
+            totals = self._usage or {key: 0 for key, _ in sc.USAGE_FIELDS}
+            for key in totals:
+                totals[key] += usage.get(key, 0)
+            self._usage = totals
+        self.span.add_event(sc.TOKEN_USAGE_EVENT, {attribute: usage.get(key, 0) for key, attribute in sc.USAGE_FIELDS})
+
+    def usage(self) -> dict[str, int]:
+        """The token sums tracked so far in this turn (empty when none were)."""
+        with self._lock:
+            return dict(self._usage or {})
+
+    def end(self) -> None:
+        """End the span, which sends the turn."""
+        self.span.end()
+
+
+def current_turn(ctx: Context | None = None) -> ConversationTurn | None:
+    """The turn the calling context tracks into, if one is open."""
+    turn = otel_context.get_value(_CURRENT_TURN, ctx)
+    return turn if turn is not None and not turn.ended else None  # type: ignore[return-value]
+
+
+def open_turns(ctx: Context | None = None) -> tuple[ConversationTurn, ...]:
+    """Turns opened in the calling context and not yet sent, oldest first."""
+    turns: tuple[ConversationTurn, ...] = otel_context.get_value(_OPEN_TURNS, ctx) or ()  # type: ignore[assignment]
+    return tuple(turn for turn in turns if not turn.ended)
+
+
+def with_turn(turn: ConversationTurn, make_current: bool, ctx: Context | None = None) -> Context:
+    """A context in which ``turn`` is open (and, with ``make_current``, current with its span active)."""
+    ctx = otel_context.set_value(_OPEN_TURNS, (*open_turns(ctx), turn), ctx)
+    if make_current:
+        ctx = otel_context.set_value(_CURRENT_TURN, turn, ctx)
+        ctx = trace.set_span_in_context(turn.span, ctx)
+    return ctx
+
+
+def without_turns(outer_span: trace.Span, ctx: Context | None = None) -> Context:
+    """A context with no open turn, whose active span is the one active before the turns began."""
+    ctx = otel_context.set_value(_OPEN_TURNS, (), ctx)
+    ctx = otel_context.set_value(_CURRENT_TURN, None, ctx)
+    return trace.set_span_in_context(outer_span, ctx)
