@@ -75,7 +75,9 @@ class LocalAgentSightServer:
 
     def start(self) -> LocalAgentSightServer:
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name="agentsight-local-api", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="agentsight-local-api", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -1,0 +1,66 @@
+"""Shared fixtures: a local AgentSight-compatible API and trackers pointed at it with quick retries."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from agentsight import ConversationTracker
+from agentsight.config import DeliverySettings
+from agentsight.local_server import LocalAgentSightServer
+
+API_KEY = "ags_0123456789abcdef0123456789abcdef_abcdef"
+QUICK_RETRIES = DeliverySettings(timeout=2.0, backoff_initial=0.01, backoff_max=0.05, max_retry_time=10.0)
+
+
+@pytest.fixture
+def api() -> Iterator[LocalAgentSightServer]:
+    """A local AgentSight-compatible API server on 127.0.0.1."""
+    with LocalAgentSightServer() as server:
+        yield server
+
+
+@pytest.fixture
+def make_tracker(api: LocalAgentSightServer) -> Iterator[Callable[..., ConversationTracker]]:
+    """Build trackers delivering to ``api`` (shut down after the test)."""
+    made: list[ConversationTracker] = []
+
+    def make(**kwargs: object) -> ConversationTracker:
+        kwargs.setdefault("api_key", API_KEY)
+        kwargs.setdefault("endpoint", api.url)
+        kwargs.setdefault("delivery", QUICK_RETRIES)
+        tracker = ConversationTracker(**kwargs)  # type: ignore[arg-type]
+        made.append(tracker)
+        return tracker
+
+    yield make
+    for tracker in made:
+        tracker.shutdown()
+
+
+@pytest.fixture
+def tracker(make_tracker: Callable[..., ConversationTracker]) -> ConversationTracker:
+    """A tracker delivering to the local API."""
+    return make_tracker()
+
+
+def bodies(server: LocalAgentSightServer, path: str) -> list[dict]:
+    """Bodies of the accepted requests to ``path``, in arrival order."""
+    return [request.body for request in server.accepted(path)]
+
+
+def run_script(
+    tmp_path: Path, source: str, env: dict[str, str], args: tuple[str, ...] = (), timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``source`` as a Python script in a fresh interpreter with ``env`` added to this one's."""
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(source))
+    full_env = {**os.environ, **env}
+    command = [*args, sys.executable, str(script)] if args else [sys.executable, str(script)]
+    return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=timeout, check=False)
