@@ -118,8 +118,10 @@ def test_context_manager_sends_on_exit_and_on_exception(api: LocalAgentSightServ
         tracker.track_question("q2")
         raise RuntimeError("boom")
     tracker.flush(10)
-    assert [b["conversation_id"] for b in bodies(api, "/api/track/")] == ["conv-ok", "conv-bad"]
-    assert [b["customer_id"] for b in bodies(api, "/api/conversations/")] == ["c1", None]
+    assert sorted((b["conversation_id"], b["content"]) for b in bodies(api, "/api/track/")) == [
+        ("conv-bad", "q2"), ("conv-ok", "q1")]
+    assert sorted((b["conversation_id"], b["customer_id"] or "") for b in bodies(api, "/api/conversations/")) == [
+        ("conv-bad", ""), ("conv-ok", "c1")]
 
 
 def test_explicit_conversation_id_addresses_that_conversation(

@@ -185,6 +185,7 @@ def _parse_body(content_type: str, raw: bytes) -> tuple[dict[str, Any], dict[str
 def _handler_for(server: LocalAgentSightServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go in two writes: avoid the delayed-ACK stall
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))

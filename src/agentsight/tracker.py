@@ -297,23 +297,23 @@ class ConversationTracker:
     # Sending -----------------------------------------------------------------------------------
 
     def send_tracked_data(self) -> dict[str, Any]:
-        """End the turns open in this context, which queues them for delivery, and return at once.
+        """End the current turn (and turns opened by ``conversation_id=``), queueing them, and return at once.
 
         Returns the upstream shape: ``items`` (index, type, timestamp, ``status: "queued"``) and a
         ``summary`` by type. Delivery results come from :meth:`flush`. Raises
-        ``NoDataToSendException`` when no turn is open in this context.
+        ``NoDataToSendException`` when there is no current turn in this context.
         """
-        open_now = turns.open_turns()
-        if not open_now:
+        sending = turns.sendable_turns()
+        if not sending:
             raise NoDataToSendException("No tracked data found: call get_or_create_conversation() first.")
-        result = _summarize(open_now, status="queued")
-        self._end(open_now)
-        otel_context.attach(turns.without_turns(open_now[0].outer_span))
+        result = _summarize(sending, status="queued")
+        self._end(sending)
+        otel_context.attach(turns.after_sending(sending))
         return result
 
     def get_tracked_data_summary(self) -> dict[str, Any]:
-        """What the turns open in this context would send, in order, with a summary by type."""
-        return _summarize(turns.open_turns())
+        """What ``send_tracked_data()`` would send now, in order, with a summary by type."""
+        return _summarize(turns.sendable_turns())
 
     def flush(self, timeout: float | None = 30.0) -> dict[str, Any]:
         """Block until everything sent so far is delivered (or ``timeout`` seconds pass).
@@ -369,15 +369,15 @@ class ConversationTracker:
             attributes[sc.CONVERSATION_METADATA] = _metadata_json(metadata)
         return attributes
 
-    def _new_turn(self, attributes: dict[str, Any]) -> ConversationTurn:
+    def _new_turn(self, attributes: dict[str, Any], addressed_only: bool = False) -> ConversationTurn:
         outer = trace.get_current_span()
         span = self._tracer.start_span(sc.CONVERSATION_SPAN, attributes=attributes, kind=trace.SpanKind.INTERNAL)
-        turn = ConversationTurn(attributes[sc.CONVERSATION_ID], span, outer)
+        turn = ConversationTurn(attributes[sc.CONVERSATION_ID], span, outer, addressed_only)
         self._open[turn] = None
         return turn
 
     def _open_turn(self, attributes: dict[str, Any], make_current: bool) -> ConversationTurn:
-        turn = self._new_turn(attributes)
+        turn = self._new_turn(attributes, addressed_only=not make_current)
         otel_context.attach(turns.with_turn(turn, make_current))
         return turn
 

@@ -23,12 +23,14 @@ _OPEN_TURNS = otel_context.create_key("agentsight.open_turns")
 class ConversationTurn:
     """One turn of a conversation: its span (ended when sent) and the token usage tracked in it."""
 
-    __slots__ = ("conversation_id", "span", "outer_span", "_lock", "_usage")
+    __slots__ = ("conversation_id", "span", "outer_span", "addressed_only", "_lock", "_usage")
 
-    def __init__(self, conversation_id: str, span: trace.Span, outer_span: trace.Span) -> None:
+    def __init__(self, conversation_id: str, span: trace.Span, outer_span: trace.Span, addressed_only: bool) -> None:
         self.conversation_id = conversation_id
         self.span = span
         self.outer_span = outer_span
+        self.addressed_only = addressed_only
+        """Opened by a tracking call's ``conversation_id=`` rather than made current: sent with the current turn."""
         self._lock = threading.Lock()
         self._usage: dict[str, int] | None = None
 
@@ -84,8 +86,15 @@ def with_turn(turn: ConversationTurn, make_current: bool, ctx: Context | None = 
     return ctx
 
 
-def without_turns(outer_span: trace.Span, ctx: Context | None = None) -> Context:
-    """A context with no open turn, whose active span is the one active before the turns began."""
-    ctx = otel_context.set_value(_OPEN_TURNS, (), ctx)
+def sendable_turns(ctx: Context | None = None) -> tuple[ConversationTurn, ...]:
+    """What ``send_tracked_data()`` sends: the current turn and the turns opened by addressing them."""
+    current = current_turn(ctx)
+    addressed = tuple(turn for turn in open_turns(ctx) if turn.addressed_only and turn is not current)
+    return addressed if current is None else (current, *addressed)
+
+
+def after_sending(sent: tuple[ConversationTurn, ...], ctx: Context | None = None) -> Context:
+    """A context without the ``sent`` turns and no current turn; the span active before them is active again."""
+    ctx = otel_context.set_value(_OPEN_TURNS, tuple(t for t in open_turns(ctx) if t not in sent), ctx)
     ctx = otel_context.set_value(_CURRENT_TURN, None, ctx)
-    return trace.set_span_in_context(outer_span, ctx)
+    return trace.set_span_in_context(sent[0].outer_span, ctx)

@@ -1,0 +1,103 @@
+"""The current conversation lives in the OTel context: threads and tasks never mix conversations."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from agentsight import ConversationTracker
+from agentsight.exceptions import MissingConversationIdException
+from agentsight.local_server import LocalAgentSightServer
+from tests.conftest import bodies
+
+WORKERS = 32
+
+
+def _assert_unmixed(api: LocalAgentSightServer) -> None:
+    tracked = bodies(api, "/api/track/")
+    assert len(tracked) == WORKERS * 2, "every message arrived"
+    ids = {c["conversation_id"]: c["id"] for c in api.conversations.values()}
+    for body in tracked:
+        owner = body["content"].split(":")[0]
+        assert body["conversation_id"] == owner, f"{body['content']} filed under {body['conversation_id']}"
+        assert body["conversation"] == ids[owner]
+
+
+def test_32_threads_with_think_time(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+    barrier = threading.Barrier(WORKERS)
+
+    def handle(number: int) -> None:
+        rng = random.Random(number)
+        barrier.wait()
+        tracker.get_or_create_conversation(f"conv-{number}")
+        threading.Event().wait(rng.uniform(0, 0.02))
+        tracker.track_question(f"conv-{number}:question")
+        threading.Event().wait(rng.uniform(0, 0.02))
+        tracker.track_answer(f"conv-{number}:answer")
+        tracker.send_tracked_data()
+
+    threads = [threading.Thread(target=handle, args=(n,)) for n in range(WORKERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert tracker.flush(20)["complete"]
+    _assert_unmixed(api)
+
+
+def test_32_asyncio_tasks_with_think_time(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+    async def handle(number: int) -> None:
+        rng = random.Random(number)
+        tracker.get_or_create_conversation(f"conv-{number}")
+        await asyncio.sleep(rng.uniform(0, 0.02))
+        tracker.track_question(f"conv-{number}:question")
+        await asyncio.sleep(rng.uniform(0, 0.02))
+        tracker.track_answer(f"conv-{number}:answer")
+        tracker.send_tracked_data()
+
+    async def main() -> None:
+        await asyncio.gather(*(handle(n) for n in range(WORKERS)))
+
+    asyncio.run(main())
+    assert tracker.flush(20)["complete"]
+    _assert_unmixed(api)
+
+
+def test_nothing_leaks_to_the_next_request_on_a_reused_thread(tracker: ConversationTracker) -> None:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        def first_request() -> str:
+            tracker.get_or_create_conversation("conv-first")
+            tracker.track_question("hello")
+            tracker.send_tracked_data()
+            return threading.current_thread().name
+
+        def next_request() -> str:
+            with pytest.raises(MissingConversationIdException):
+                tracker.track_question("who am I talking to?")
+            return threading.current_thread().name
+
+        assert pool.submit(first_request).result() == pool.submit(next_request).result()
+
+
+def test_a_task_opening_a_conversation_does_not_change_its_parents(
+    api: LocalAgentSightServer, tracker: ConversationTracker
+) -> None:
+    async def child() -> None:
+        tracker.get_or_create_conversation("conv-child")
+        tracker.track_question("conv-child:question")
+        tracker.send_tracked_data()
+
+    async def parent() -> None:
+        tracker.get_or_create_conversation("conv-parent")
+        await asyncio.create_task(child())
+        tracker.track_question("conv-parent:question")
+        tracker.send_tracked_data()
+
+    asyncio.run(parent())
+    tracker.flush(10)
+    assert {b["content"]: b["conversation_id"] for b in bodies(api, "/api/track/")} == {
+        "conv-child:question": "conv-child", "conv-parent:question": "conv-parent"}
