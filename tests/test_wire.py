@@ -110,7 +110,9 @@ def test_human_and_agent_message_names(api: LocalAgentSightServer, tracker: Conv
     assert attachment["sender"] == "end_user" and attachment["attachments"][0]["filename"] == "i.png"
 
 
-def test_context_manager_sends_on_exit_and_on_exception(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+def test_context_manager_sends_on_exit_and_on_exception(
+    api: LocalAgentSightServer, tracker: ConversationTracker
+) -> None:
     with tracker.conversation("conv-ok", customer_id="c1") as turn:
         assert turn.conversation_id == "conv-ok"
         tracker.track_question("q1")
@@ -187,7 +189,9 @@ def test_flush_returns_per_item_results(api: LocalAgentSightServer, tracker: Con
     assert tracker.flush(1)["items"] == [], "results are reported once"
 
 
-def test_repeated_identical_conversation_post_is_skipped(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+def test_repeated_identical_conversation_post_is_skipped(
+    api: LocalAgentSightServer, tracker: ConversationTracker
+) -> None:
     for text in ("one", "two"):
         tracker.get_or_create_conversation("conv-same", customer_id="c")
         tracker.track_question(text)
