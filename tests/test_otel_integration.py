@@ -123,6 +123,21 @@ def test_existing_provider_with_zero_sampler_and_own_exporter(
     assert {r.path for r in api.accepted()} == {"/api/conversations/", "/api/track/"}, "no app spans sent"
 
 
+def test_forwarding_off_keeps_turns_out_of_the_app_pipeline(api: LocalAgentSightServer, tmp_path: Path) -> None:
+    result = run_script(tmp_path, APP_PROVIDER + """
+    from agentsight import ConversationTracker
+    provider, memory = app_provider()
+    trace.set_tracer_provider(provider)
+    tracker = ConversationTracker()
+    """ + SEED_FLOW + """
+    tracker.flush(10)
+    print(json.dumps([span.name for span in memory.get_finished_spans()]))
+    """, _env(api, AGENTSIGHT_FORWARD_SPANS="false"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert [r.path for r in api.accepted()] == SEED_PATHS
+
+
 def test_exit_without_flush_delivers_everything(api: LocalAgentSightServer, tmp_path: Path) -> None:
     result = run_script(tmp_path, """
     from agentsight import ConversationTracker

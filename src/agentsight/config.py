@@ -82,6 +82,7 @@ class Settings:
     conversation_id: str | None = None
     log_level: str | None = None
     direct_export: bool = True
+    forward_spans: bool = True
     app_url: str = "https://app.agentsight.io"
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
 
@@ -94,6 +95,7 @@ class Settings:
         conversation_id: str | None = None,
         log_level: str | None = None,
         direct_export: bool | None = None,
+        forward_spans: bool | None = None,
         delivery: DeliverySettings | None = None,
     ) -> Settings:
         """Combine explicit arguments with the environment; nothing is validated here."""
@@ -105,6 +107,7 @@ class Settings:
             conversation_id=conversation_id or os.environ.get("AGENTSIGHT_CONVERSATION_ID") or None,
             log_level=log_level or os.environ.get("AGENTSIGHT_LOG_LEVEL") or None,
             direct_export=_env_bool("AGENTSIGHT_DIRECT_EXPORT", True) if direct_export is None else direct_export,
+            forward_spans=_env_bool("AGENTSIGHT_FORWARD_SPANS", True) if forward_spans is None else forward_spans,
             app_url=os.environ.get("AGENTSIGHT_APP_URL", "https://app.agentsight.io"),
             delivery=delivery or DeliverySettings.from_env(),
         )

@@ -6,7 +6,9 @@ or truncate AgentSight data, and the app's global provider is never replaced. Ea
 span is then
 
 - handed to the app's own span processors when the app has an SDK ``TracerProvider`` (set before
-  or after the tracker), so the turn also shows in the app's traces and reaches a Collector; and
+  or after the tracker), so the turn also shows in the app's traces and reaches a Collector, unless
+  forwarding is off (``AGENTSIGHT_FORWARD_SPANS=false``: message content stays out of the app's
+  other backends); and
 - delivered directly, unless direct export is off or the app's pipeline already holds an
   AgentSight exporter (``OTEL_TRACES_EXPORTER=...,agentsight``), which then delivers it: once.
 """
@@ -72,19 +74,24 @@ def configured_exporters(provider: TracerProvider) -> list[AgentSightSpanExporte
 class ConversationSpanRouter(SpanProcessor):
     """The private provider's processor: forwards to the app's pipeline and, when needed, delivers directly."""
 
-    def __init__(self, direct: AgentSightSpanProcessor | None) -> None:
+    def __init__(self, direct: AgentSightSpanProcessor | None, forward: bool = True) -> None:
         self.direct = direct
+        self.forward = forward
         self._warned_nowhere = False
+
+    def app_provider(self) -> TracerProvider | None:
+        """The app's SDK provider that conversation spans are forwarded to, if any."""
+        return app_tracer_provider() if self.forward else None
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Let the app's processors see the turn start, as for any span of theirs."""
-        provider = app_tracer_provider()
+        provider = self.app_provider()
         if provider is not None:
             app_span_processors(provider).on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
         """Forward the finished turn to the app's pipeline and deliver it unless that pipeline will."""
-        provider = app_tracer_provider()
+        provider = self.app_provider()
         delivered_by_app = False
         if provider is not None:
             app_span_processors(provider).on_end(span)

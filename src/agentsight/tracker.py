@@ -35,7 +35,7 @@ from agentsight.exceptions import (
     NoDataToSendException,
 )
 from agentsight.exporter import AgentSightSpanExporter
-from agentsight.pipeline import ConversationSpanRouter, app_tracer_provider, configured_exporters, conversation_tracer
+from agentsight.pipeline import ConversationSpanRouter, configured_exporters, conversation_tracer
 from agentsight.processor import AgentSightSpanProcessor
 from agentsight.translator import translate
 from agentsight.turn import ConversationTurn
@@ -53,9 +53,10 @@ class ConversationTracker:
     """Tracks conversations for AgentSight; a drop-in for the upstream ``agentsight`` tracker.
 
     Configuration comes from the arguments, then ``AGENTSIGHT_API_KEY``, ``AGENTSIGHT_API_ENDPOINT``,
-    ``AGENTSIGHT_ENVIRONMENT``, ``AGENTSIGHT_LOG_LEVEL``, ``AGENTSIGHT_CONVERSATION_ID`` and
-    ``AGENTSIGHT_DIRECT_EXPORT``. A missing key raises ``NoApiKeyException``, a malformed one
-    ``InvalidApiKeyException`` (unless direct export is off: then the app's OTLP pipeline delivers).
+    ``AGENTSIGHT_ENVIRONMENT``, ``AGENTSIGHT_LOG_LEVEL``, ``AGENTSIGHT_CONVERSATION_ID``,
+    ``AGENTSIGHT_DIRECT_EXPORT`` and ``AGENTSIGHT_FORWARD_SPANS``. A missing key raises
+    ``NoApiKeyException``, a malformed one ``InvalidApiKeyException`` (unless direct export is off:
+    then the app's OTLP pipeline delivers).
     """
 
     def __init__(
@@ -67,8 +68,8 @@ class ConversationTracker:
         environment: Literal["production", "development"] | None = None,
         *,
         direct_export: bool | None = None,
+        forward_spans: bool | None = None,
         delivery: DeliverySettings | None = None,
-        **kwargs: Any,
     ) -> None:
         self._settings = Settings.resolve(
             api_key=api_key,
@@ -77,6 +78,7 @@ class ConversationTracker:
             conversation_id=conversation_id,
             log_level=log_level,
             direct_export=direct_export,
+            forward_spans=forward_spans,
             delivery=delivery,
         )
         configure_logging(self._settings.log_level)
@@ -84,7 +86,7 @@ class ConversationTracker:
         if self._settings.direct_export:
             self._settings.check_api_key()
             direct = AgentSightSpanProcessor(AgentSightSpanExporter(settings=self._settings))
-        self._router = ConversationSpanRouter(direct)
+        self._router = ConversationSpanRouter(direct, forward=self._settings.forward_spans)
         self._provider, self._tracer = conversation_tracer(self._router)
         self._open: dict[ConversationTurn, None] = {}
         # Registered after the provider's own shutdown hook, so it runs first: open turns are sent, then drained.
@@ -324,7 +326,7 @@ class ConversationTracker:
         exporters = []
         if self._router.direct is not None:
             exporters.append(self._router.direct.exporter)
-        app_provider = app_tracer_provider()
+        app_provider = self._router.app_provider()
         if app_provider is not None:
             app_provider.force_flush(int((timeout or 30.0) * 1000))
             exporters.extend(e for e in configured_exporters(app_provider) if e not in exporters)
