@@ -146,7 +146,8 @@ class LocalAgentSightServer:
                 conversation_id = str(request.body["conversation_id"])
                 server_id = self._ids.setdefault(conversation_id, len(self._ids) + 1)
                 stored = self.conversations.setdefault(conversation_id, {"id": server_id, "is_used": False})
-                stored.update({k: v for k, v in request.body.items() if k != "is_used"})
+                # A later post's nulls (fields it does not know) keep what an earlier post said.
+                stored.update({k: v for k, v in request.body.items() if k != "is_used" and v is not None})
                 stored["is_used"] = stored["is_used"] or bool(request.body.get("is_used"))
             request.status = 201
             return 201, {"id": server_id, "conversation_id": conversation_id}, request

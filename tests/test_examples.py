@@ -1,0 +1,249 @@
+"""The examples run as documented: ``make demo`` (examples/demo.py), examples/quickstart.py and the widget app.
+
+Each runs in a fresh interpreter without ``AGENTSIGHT_*`` variables; the assertions are on what it prints
+and, where a test provides the API, on what arrived there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agentsight.local_server import CannedResponse, LocalAgentSightServer
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+TIMEOUT = 60
+API_KEY = "ags_" + "0" * 32 + "_" + "0" * 6
+REQUEST_LINE = re.compile(r"^(\d{3}) (/api/\S+) (\{.*\})$")
+
+# What the demo's visitors do (examples/demo.py VISITORS): 10 page loads, 6 chats, 3 clicks.
+ALL_VISITORS = {f"conv_demo_{n:02d}" for n in range(1, 11)}
+QUESTIONS = {
+    "conv_demo_01": "Hello, I need help",
+    "conv_demo_03": "Where is my order?",
+    "conv_demo_05": "How do I return an item?",
+    "conv_demo_06": "Do you offer discounts?",
+    "conv_demo_08": "I cannot log in",
+    "conv_demo_10": "Can I talk to a person?",
+}
+CLICKS = {
+    "conv_demo_01": ("Create ticket", "create-ticket"),
+    "conv_demo_05": ("Copy conversation", "copy-conversation"),
+    "conv_demo_08": ("Create ticket", "create-ticket"),
+}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without ``AGENTSIGHT_*`` variables, plus ``extra``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AGENTSIGHT_")}
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def run_example(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/<name>`` with this interpreter and wait for it."""
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=ROOT, env=env or clean_env(), capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )
+
+
+def request_lines(output: str) -> list[tuple[int, str, dict[str, Any]]]:
+    """The ``<status> <path> <json>`` lines of an example's output."""
+    found = []
+    for line in output.splitlines():
+        match = REQUEST_LINE.match(line)
+        if match:
+            found.append((int(match[1]), match[2], json.loads(match[3])))
+    return found
+
+
+def check_demo_flow(requests: list[tuple[int, str, dict[str, Any]]]) -> None:
+    """Assert the demo's visitors produced exactly the seed flow's requests, each under the right conversation."""
+    assert requests, "no request lines printed"
+    assert {status for status, _, _ in requests} == {201}
+    conversations = [body for _, path, body in requests if path == "/api/conversations/"]
+    initialized = [body["conversation_id"] for body in conversations if body["is_used"] is False]
+    used = {body["conversation_id"] for body in conversations if body["is_used"] is True}
+    assert sorted(initialized) == sorted(ALL_VISITORS)
+    assert used == set(QUESTIONS)
+    for body in conversations:
+        if body["is_used"] is False:
+            assert body["source"] == "web" and body["language"] == "en-US"
+            assert body["device"] in {"desktop", "mobile", "tablet"}
+            assert body["metadata"]["widget_loaded"] is True
+
+    track = [body for _, path, body in requests if path == "/api/track/"]
+    questions = {body["conversation_id"]: body["content"] for body in track if body["sender"] == "end_user"}
+    answers = Counter(body["conversation_id"] for body in track if body["sender"] == "agent")
+    assert len(track) == 12
+    assert questions == QUESTIONS
+    assert answers == Counter(set(QUESTIONS))
+    assert {body["content"] for body in track if body["sender"] == "agent"} == {"This is a sample response"}
+
+    buttons = [body for _, path, body in requests if path == "/api/buttons/"]
+    assert {body["conversation_id"]: (body["label"], body["value"]) for body in buttons} == CLICKS
+    assert len(buttons) == len(CLICKS)
+    assert {body["button_event"] for body in buttons} == {"contact_human_agent"}
+
+    # Every item carries the server id of its own conversation: one id per conversation, none shared.
+    server_ids: dict[str, set[int]] = {}
+    for body in track + buttons:
+        server_ids.setdefault(body["conversation_id"], set()).add(body["conversation"])
+    assert all(len(ids) == 1 for ids in server_ids.values()), server_ids
+    assert len({next(iter(ids)) for ids in server_ids.values()}) == len(server_ids)
+    assert {path for _, path, _ in requests} == {"/api/conversations/", "/api/track/", "/api/buttons/"}
+
+
+def test_demo_once_prints_every_request_and_the_interaction_rate() -> None:
+    done = run_example("demo.py", "--once", "--port", "0", "--timeout", "20")
+
+    assert done.returncode == 0, done.stderr
+    check_demo_flow(request_lines(done.stdout))
+    assert "Interaction rate: 6 used / 10 initialized conversations = 60%" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+def test_demo_without_once_serves_and_prints_new_arrivals_until_ctrl_c() -> None:
+    process = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "demo.py"), "--port", "0", "--timeout", "20"],
+        cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        head = []
+        for line in process.stdout:
+            head.append(line)
+            if line.startswith("Serving until Ctrl-C"):
+                break
+        assert head and head[-1].startswith("Serving until Ctrl-C"), "".join(head)
+        check_demo_flow(request_lines("".join(head)))
+        app_url = re.search(r"widget backend on (http://127\.0\.0\.1:\d+)", head[0])
+        assert app_url is not None, head[0]
+
+        reply = httpx.post(f"{app_url[1]}/api/chat", json={"conversation_id": "conv_demo_02", "message": "Hi"})
+        assert reply.json() == {"response": "This is a sample response"}
+        time.sleep(1.5)  # the demo polls once a second
+        process.send_signal(signal.SIGINT)
+        tail, errors = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == 0, errors
+    late = request_lines(tail)
+    assert [(path, body.get("is_used"), body.get("content")) for _, path, body in late] == [
+        ("/api/conversations/", True, None),
+        ("/api/track/", None, "Hi"),
+        ("/api/track/", None, "This is a sample response"),
+    ]
+    assert {body["conversation_id"] for _, _, body in late} == {"conv_demo_02"}
+    assert "Interaction rate: 7 used / 10 initialized conversations = 70%" in tail
+    assert "Stopping" in tail
+
+
+def test_demo_reports_a_busy_port() -> None:
+    with LocalAgentSightServer() as busy:
+        port = busy.url.rsplit(":", 1)[1]
+        done = run_example("demo.py", "--once", "--port", port)
+
+    assert done.returncode == 2
+    assert f"Cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+def test_quickstart_without_endpoint_uses_a_local_api_and_prints_deliveries() -> None:
+    done = run_example("quickstart.py")
+
+    assert done.returncode == 0, done.stderr
+    assert "using a local AgentSight-compatible API on http://127.0.0.1:" in done.stdout
+    results = re.findall(r"^(\w+)\s+(\d{3}) delivered$", done.stdout, flags=re.MULTILINE)
+    assert results == [("conversation", "201"), ("question", "201"), ("answer", "201"), ("button", "201"),
+                       ("action", "201")]
+    assert "complete=True summary={'delivered': 5, 'failed': 0}" in done.stdout
+    arrived = request_lines(done.stdout)
+    assert [(status, path) for status, path, _ in arrived] == [
+        (201, "/api/conversations/"), (201, "/api/track/"), (201, "/api/track/"), (201, "/api/buttons/"),
+        (201, "/api/action_logs/"),
+    ]
+    usage = arrived[-1][2]
+    assert usage["action_name"] == "token_usage"
+    assert usage["metadata"] == {"prompt_tokens": 100, "completion_tokens": 25, "total_tokens": 125,
+                                 "embedding_tokens": 0}
+
+
+def test_quickstart_delivers_to_agentsight_api_endpoint() -> None:
+    with LocalAgentSightServer() as api:
+        done = run_example("quickstart.py", env=clean_env(AGENTSIGHT_API_ENDPOINT=api.url, AGENTSIGHT_API_KEY=API_KEY))
+        arrived = api.accepted()
+
+    assert done.returncode == 0, done.stderr
+    assert "local AgentSight-compatible API" not in done.stdout
+    assert [request.path for request in arrived] == [
+        "/api/conversations/", "/api/track/", "/api/track/", "/api/buttons/", "/api/action_logs/",
+    ]
+    assert {request.headers["authorization"] for request in arrived} == {f"Api-Key {API_KEY}"}
+
+
+def test_quickstart_exits_1_and_says_so_when_the_api_rejects() -> None:
+    with LocalAgentSightServer() as api:
+        api.inject(CannedResponse(400, b'{"conversation_id": ["This field is required."]}'))
+        done = run_example("quickstart.py", env=clean_env(AGENTSIGHT_API_ENDPOINT=api.url, AGENTSIGHT_API_KEY=API_KEY))
+
+    assert done.returncode == 1
+    assert "delivered" not in re.sub(r"summary=.*", "", done.stdout)
+    assert done.stdout.count("FAILED") == 5
+    assert "summary={'delivered': 0, 'failed': 5}" in done.stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="passes a listening socket to the child")
+def test_widget_app_runs_under_uvicorn_as_documented() -> None:
+    """``uvicorn examples.widget_fastapi:app`` from the repository root, configured from the environment."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    app_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    with LocalAgentSightServer() as api:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "examples.widget_fastapi:app", "--fd", str(listener.fileno())],
+            cwd=ROOT, env=clean_env(AGENTSIGHT_API_ENDPOINT=api.url, AGENTSIGHT_API_KEY=API_KEY),
+            pass_fds=[listener.fileno()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            with httpx.Client(base_url=app_url, timeout=10.0) as client:
+                page_load = {"conversation_id": "conv_w1", "customer_id": "user-1", "page_url": "https://x.test/"}
+                headers = {"user-agent": "Mozilla/5.0 (iPhone) Mobile"}
+                reply = client.post("/api/track-interaction", json=page_load, headers=headers)
+                assert reply.json() == {"status": "interaction_tracked", "conversation_id": "conv_w1"}
+                click = {"conversation_id": "conv_w1", "label": "Copy conversation", "value": "copy-conversation"}
+                reply = client.post("/api/button", json=click)
+                assert reply.json() == {"status": "button_tracked", "conversation_id": "conv_w1"}
+            arrived = api.wait_for(3, timeout=TIMEOUT)
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.communicate(timeout=TIMEOUT)
+            finally:
+                listener.close()
+                if process.poll() is None:
+                    process.kill()
+
+    assert [(r.path, r.body.get("is_used")) for r in arrived] == [
+        ("/api/conversations/", False), ("/api/conversations/", True), ("/api/buttons/", None),
+    ]
+    assert arrived[0].body["device"] == "mobile"
+    assert arrived[0].body["customer_ip_address"] == "127.0.0.1"
+    assert arrived[2].body["button_event"] == "contact_human_agent"
+    assert arrived[2].body["label"] == "Copy conversation"
+    assert arrived[2].body["conversation"] == 1
