@@ -22,6 +22,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -86,6 +87,19 @@ class FlushResult:
 
 
 @dataclass(frozen=True)
+class PendingTurn:
+    """A turn waiting for delivery: ``build`` makes its payloads on a delivery thread, not the caller's.
+
+    ``payload_count`` and ``size`` (bytes, estimated) count against the queue limits.
+    """
+
+    conversation_id: str
+    payload_count: int
+    size: int
+    build: Callable[[], TurnPayloads]
+
+
+@dataclass(frozen=True)
 class _Retry:
     message: str
     retry_after: float | None = None
@@ -108,7 +122,7 @@ class DeliveryClient:
     def _init_state(self) -> None:
         # Also run in a forked child: the parent's queue and threads are not the child's to deliver.
         self._cond = threading.Condition()
-        self._pending: dict[str, deque[tuple[TurnPayloads, int]]] = {}
+        self._pending: dict[str, deque[PendingTurn]] = {}
         self._ready: deque[str] = deque()
         self._unfinished = 0
         self._queued_payloads = 0
@@ -128,30 +142,28 @@ class DeliveryClient:
             snapshot["bytes_queued"] = self._queued_bytes
         return snapshot
 
-    def submit(self, turn: TurnPayloads) -> bool:
+    def submit(self, turn: PendingTurn) -> bool:
         """Queue a turn for delivery; returns ``False`` (and counts and logs) when it was dropped."""
-        payloads = turn.all()
-        size = sum(_size(payload) for payload in payloads)
         with self._cond:
             self._stats.turns_submitted += 1
-            self._stats.payloads_submitted += len(payloads)
+            self._stats.payloads_submitted += turn.payload_count
             full = (
                 self._closing
-                or self._queued_payloads + len(payloads) > self._settings.max_queue_size
-                or self._queued_bytes + size > self._settings.max_queue_bytes
+                or self._queued_payloads + turn.payload_count > self._settings.max_queue_size
+                or self._queued_bytes + turn.size > self._settings.max_queue_bytes
             )
             if full:
-                self._stats.payloads_dropped_queue_full += len(payloads)
+                self._stats.payloads_dropped_queue_full += turn.payload_count
                 dropped = self._stats.payloads_dropped_queue_full
             else:
-                self._queued_payloads += len(payloads)
-                self._queued_bytes += size
+                self._queued_payloads += turn.payload_count
+                self._queued_bytes += turn.size
                 self._unfinished += 1
                 queue = self._pending.get(turn.conversation_id)
                 if queue is None:
                     queue = self._pending[turn.conversation_id] = deque()
                     self._ready.append(turn.conversation_id)
-                queue.append((turn, size))
+                queue.append(turn)
                 self._start_workers()
                 self._cond.notify()
         if full:
@@ -160,7 +172,7 @@ class DeliveryClient:
                 "for conversation %s; %d payloads dropped so far",
                 self._settings.max_queue_size,
                 self._settings.max_queue_bytes,
-                len(payloads),
+                turn.payload_count,
                 turn.conversation_id,
                 dropped,
             )
@@ -204,15 +216,15 @@ class DeliveryClient:
                 if not self._ready:
                     return
                 conversation_id = self._ready.popleft()
-                turn, size = self._pending[conversation_id].popleft()
+                turn = self._pending[conversation_id].popleft()
             try:
-                self._deliver(turn)
+                self._deliver(turn.build())
             except Exception:  # a bug must not kill the worker and strand the queue
                 logger.exception("AgentSight delivery of conversation %s failed unexpectedly", conversation_id)
             finally:
                 with self._cond:
-                    self._queued_payloads -= len(turn.items) + 1
-                    self._queued_bytes -= size
+                    self._queued_payloads -= turn.payload_count
+                    self._queued_bytes -= turn.size
                     self._unfinished -= 1
                     if self._pending[conversation_id]:
                         self._ready.append(conversation_id)
@@ -338,6 +350,3 @@ class DeliveryClient:
             if recovered:
                 logger.warning("AgentSight API delivery recovered")
 
-
-def _size(payload: Payload) -> int:
-    return len(json.dumps(payload.body, ensure_ascii=False)) + sum(len(part.data) for part in payload.files)

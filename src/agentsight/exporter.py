@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from agentsight.config import Settings
-from agentsight.delivery import DeliveryClient, FlushResult
+from agentsight.delivery import DeliveryClient, FlushResult, PendingTurn
 from agentsight.exceptions import InvalidApiKeyException, NoApiKeyException
-from agentsight.translator import translate
+from agentsight.payloads import TurnPayloads
+from agentsight.semconv import CONVERSATION_ID
+from agentsight.translator import estimate, is_conversation_span, translate
 from agentsight.transport import HttpTransport
 
 logger = logging.getLogger("agentsight.exporter")
@@ -54,19 +57,19 @@ class AgentSightSpanExporter(SpanExporter):
         return stats
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Queue the conversation spans among ``spans`` for delivery; other spans are ignored."""
+        """Queue the conversation spans among ``spans`` for delivery; other spans are ignored.
+
+        Translation happens later, on a delivery thread: exporting costs the caller microseconds.
+        """
         for span in spans:
-            try:
-                turn = translate(span)
-            except (ValueError, TypeError, KeyError) as error:
-                logger.error("AgentSight could not translate span %r: %r", span.name, error)
-                continue
-            if turn is None:
+            if not is_conversation_span(span):
                 continue
             if self._delivery is None:
                 self._spans_without_delivery += 1
                 continue
-            self._delivery.submit(turn)
+            payload_count, size = estimate(span)
+            conversation_id = str(span.attributes[CONVERSATION_ID])  # type: ignore[index]
+            self._delivery.submit(PendingTurn(conversation_id, payload_count, size, partial(_translated, span)))
         return SpanExportResult.SUCCESS
 
     def flush(self, timeout: float | None = None) -> FlushResult:
@@ -83,3 +86,9 @@ class AgentSightSpanExporter(SpanExporter):
         """Deliver what is queued (for up to ``timeout_millis``), then stop."""
         if self._delivery is not None:
             self._delivery.shutdown(timeout_millis / 1000)
+
+
+def _translated(span: ReadableSpan) -> TurnPayloads:
+    turn = translate(span)
+    assert turn is not None, "only conversation spans are queued"
+    return turn

@@ -49,6 +49,28 @@ def iso_timestamp(time_ns: int | None) -> str:
     return moment.replace(microsecond=nanos // 1000).isoformat()
 
 
+def estimate(span: SpanLike) -> tuple[int, int]:
+    """How many payloads a conversation span becomes, and their approximate size in bytes.
+
+    Cheap (no translation): used to bound the delivery queue before translating on a delivery thread.
+    """
+    count, usage, size = 1, 0, 256 + _text_size(span.attributes)
+    for event in span.events:
+        if event.name == sc.TOKEN_USAGE_EVENT:
+            usage = 1
+        elif event.name in _ITEM_EVENTS:
+            count += 1
+            size += 128 + _text_size(event.attributes)
+    return count + usage, size
+
+
+_ITEM_EVENTS = frozenset({sc.MESSAGE_EVENT, sc.BUTTON_EVENT, sc.ACTION_EVENT, sc.ATTACHMENTS_EVENT})
+
+
+def _text_size(attributes: Mapping[str, Any] | None) -> int:
+    return sum(len(value) for value in (attributes or {}).values() if isinstance(value, str))
+
+
 def translate(span: SpanLike) -> TurnPayloads | None:
     """Payloads for one conversation span, in the order the API needs; ``None`` for other spans.
 
