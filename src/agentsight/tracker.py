@@ -11,6 +11,7 @@ import atexit
 import base64
 import binascii
 import mimetypes
+import threading
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -88,7 +89,9 @@ class ConversationTracker:
             direct = AgentSightSpanProcessor(AgentSightSpanExporter(settings=self._settings))
         self._router = ConversationSpanRouter(direct, forward=self._settings.forward_spans)
         self._provider, self._tracer = conversation_tracer(self._router)
+        self._registry_lock = threading.Lock()
         self._open: dict[ConversationTurn, None] = {}
+        self._latest_open: dict[str, ConversationTurn] = {}
         # Registered after the provider's own shutdown hook, so it runs first: open turns are sent, then drained.
         atexit.register(_end_open_turns, weakref.ref(self))
 
@@ -340,7 +343,7 @@ class ConversationTracker:
 
     def shutdown(self) -> None:
         """Send open turns, deliver what is queued (up to 30 s), and stop. Also happens at interpreter exit."""
-        self._end(list(self._open))
+        self._end_all_open()
         self._provider.shutdown()
 
     # Internals ---------------------------------------------------------------------------------
@@ -375,7 +378,9 @@ class ConversationTracker:
         outer = trace.get_current_span()
         span = self._tracer.start_span(sc.CONVERSATION_SPAN, attributes=attributes, kind=trace.SpanKind.INTERNAL)
         turn = ConversationTurn(attributes[sc.CONVERSATION_ID], span, outer, addressed_only)
-        self._open[turn] = None
+        with self._registry_lock:
+            self._open[turn] = None
+            self._latest_open[turn.conversation_id] = turn
         return turn
 
     def _open_turn(self, attributes: dict[str, Any], make_current: bool) -> ConversationTurn:
@@ -385,9 +390,17 @@ class ConversationTracker:
 
     def _end(self, ending: list[ConversationTurn] | tuple[ConversationTurn, ...]) -> None:
         for turn in ending:
-            self._open.pop(turn, None)
+            with self._registry_lock:
+                self._open.pop(turn, None)
+                if self._latest_open.get(turn.conversation_id) is turn:
+                    del self._latest_open[turn.conversation_id]
             if not turn.ended:
                 turn.end()
+
+    def _end_all_open(self) -> None:
+        with self._registry_lock:
+            still_open = list(self._open)
+        self._end(still_open)
 
     def _find_turn(self, conversation_id: str | None) -> ConversationTurn | None:
         if conversation_id is None:
@@ -395,10 +408,8 @@ class ConversationTracker:
         for turn in reversed(turns.open_turns()):
             if turn.conversation_id == conversation_id:
                 return turn
-        for turn in reversed(list(self._open)):
-            if turn.conversation_id == conversation_id and not turn.ended:
-                return turn
-        return None
+        turn = self._latest_open.get(conversation_id)
+        return turn if turn is not None and not turn.ended else None
 
     def _turn_for(self, conversation_id: str | None) -> ConversationTurn:
         """The turn a tracking call goes to: the addressed or current one, else one opened for it."""
@@ -541,4 +552,4 @@ def _summarize(open_now: tuple[ConversationTurn, ...], status: str | None = None
 def _end_open_turns(tracker_ref: weakref.ref[ConversationTracker]) -> None:
     tracker = tracker_ref()
     if tracker is not None:
-        tracker._end(list(tracker._open))
+        tracker._end_all_open()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
 import uuid
 from dataclasses import dataclass
@@ -125,6 +126,10 @@ class HttpTransport:
             )
         else:
             connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        connection.connect()
+        # http.client writes headers and body in two sends: without this, Nagle's algorithm and the
+        # server's delayed ACK can stall each request (urllib3 sets it too).
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._local.connection = connection
         return connection
 
