@@ -121,7 +121,9 @@ class DeliveryClient:
 
     def _init_state(self) -> None:
         # Also run in a forked child: the parent's queue and threads are not the child's to deliver.
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._work_ready = threading.Condition(self._lock)  # idle delivery threads wait here
+        self._settled = threading.Condition(self._lock)  # flush, shutdown and back-off sleeps wait here
         self._pending: dict[str, deque[PendingTurn]] = {}
         self._ready: deque[str] = deque()
         self._unfinished = 0
@@ -136,7 +138,7 @@ class DeliveryClient:
     @property
     def stats(self) -> dict[str, int]:
         """A snapshot of the counters, plus what is queued right now."""
-        with self._cond:
+        with self._lock:
             snapshot = asdict(self._stats)
             snapshot["payloads_queued"] = self._queued_payloads
             snapshot["bytes_queued"] = self._queued_bytes
@@ -144,7 +146,7 @@ class DeliveryClient:
 
     def submit(self, turn: PendingTurn) -> bool:
         """Queue a turn for delivery; returns ``False`` (and counts and logs) when it was dropped."""
-        with self._cond:
+        with self._lock:
             self._stats.turns_submitted += 1
             self._stats.payloads_submitted += turn.payload_count
             full = (
@@ -163,9 +165,9 @@ class DeliveryClient:
                 if queue is None:
                     queue = self._pending[turn.conversation_id] = deque()
                     self._ready.append(turn.conversation_id)
+                    self._start_workers()
+                    self._work_ready.notify()
                 queue.append(turn)
-                self._start_workers()
-                self._cond.notify()
         if full:
             logger.warning(
                 "AgentSight delivery queue full (limits: %d payloads, %d bytes): dropped a turn of %d payloads "
@@ -183,19 +185,20 @@ class DeliveryClient:
 
         Returns the per-item results recorded since the previous flush.
         """
-        with self._cond:
-            complete = self._cond.wait_for(lambda: self._unfinished == 0, timeout)
+        with self._lock:
+            complete = self._settled.wait_for(lambda: self._unfinished == 0, timeout)
             items = list(self._results)
             self._results.clear()
         return FlushResult(complete, items)
 
     def shutdown(self, timeout: float = 30.0) -> bool:
         """Stop accepting turns, deliver what is queued for up to ``timeout`` seconds, then drop the rest."""
-        with self._cond:
+        with self._lock:
             self._closing = True
             self._drain_deadline = time.monotonic() + timeout
-            self._cond.notify_all()
-            complete = self._cond.wait_for(lambda: self._unfinished == 0, timeout)
+            self._work_ready.notify_all()
+            self._settled.notify_all()
+            complete = self._settled.wait_for(lambda: self._unfinished == 0, timeout)
             if not complete:
                 self._stats.payloads_dropped_at_shutdown += self._queued_payloads
                 logger.error(
@@ -211,8 +214,8 @@ class DeliveryClient:
 
     def _work(self) -> None:
         while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._ready or (self._closing and self._unfinished == 0))
+            with self._lock:
+                self._work_ready.wait_for(lambda: self._ready or (self._closing and self._unfinished == 0))
                 if not self._ready:
                     return
                 conversation_id = self._ready.popleft()
@@ -222,15 +225,19 @@ class DeliveryClient:
             except Exception:  # a bug must not kill the worker and strand the queue
                 logger.exception("AgentSight delivery of conversation %s failed unexpectedly", conversation_id)
             finally:
-                with self._cond:
+                with self._lock:
                     self._queued_payloads -= turn.payload_count
                     self._queued_bytes -= turn.size
                     self._unfinished -= 1
                     if self._pending[conversation_id]:
                         self._ready.append(conversation_id)
+                        self._work_ready.notify()
                     else:
                         del self._pending[conversation_id]
-                    self._cond.notify_all()
+                    if self._unfinished == 0:
+                        self._settled.notify_all()
+                        if self._closing:
+                            self._work_ready.notify_all()  # the drain is done: idle threads may exit
 
     def _deliver(self, turn: TurnPayloads) -> None:
         server_id = self._conversation_server_id(turn)
@@ -238,7 +245,7 @@ class DeliveryClient:
             if server_id is None:
                 result = ItemResult(turn.conversation_id, payload.kind, payload.timestamp, False,
                                     error="not sent: the conversation was not created")
-                with self._cond:
+                with self._lock:
                     self._stats.payloads_rejected += 1
             else:
                 result = self._post(turn, payload, server_id)
@@ -247,7 +254,7 @@ class DeliveryClient:
     def _conversation_server_id(self, turn: TurnPayloads) -> int | None:
         payload = turn.conversation
         fingerprint = json.dumps({k: v for k, v in payload.body.items() if k != "timestamp"}, sort_keys=True)
-        with self._cond:
+        with self._lock:
             cached = self._conversation_ids.get(turn.conversation_id)
             if cached is not None and cached[1] == fingerprint:
                 self._conversation_ids.move_to_end(turn.conversation_id)
@@ -258,7 +265,7 @@ class DeliveryClient:
         if not result.success:
             return None
         server_id = result.response["id"]
-        with self._cond:
+        with self._lock:
             self._conversation_ids[turn.conversation_id] = (server_id, fingerprint)
             self._conversation_ids.move_to_end(turn.conversation_id)
             while len(self._conversation_ids) > self._settings.max_cached_conversations:
@@ -266,7 +273,7 @@ class DeliveryClient:
         return server_id
 
     def _record(self, result: ItemResult) -> None:
-        with self._cond:
+        with self._lock:
             self._results.append(result)
 
     def _post(self, turn: TurnPayloads, payload: Payload, server_id: int | None) -> ItemResult:
@@ -287,10 +294,10 @@ class DeliveryClient:
             if time.monotonic() + delay > deadline:
                 return self._expired(turn, payload, outcome.message, attempt + 1)
             self._note_failure(outcome.message, delay)
-            with self._cond:
+            with self._lock:
                 self._stats.retries += 1
                 # Sleep out the back-off, waking early only if a shutdown's drain deadline comes first.
-                self._cond.wait_for(lambda d=delay: time.monotonic() + d > self._drain_deadline, delay)
+                self._settled.wait_for(lambda d=delay: time.monotonic() + d > self._drain_deadline, delay)
             attempt += 1
 
     def _outcome(self, turn: TurnPayloads, payload: Payload, response: HttpResponse) -> ItemResult | _Retry:
@@ -305,7 +312,7 @@ class DeliveryClient:
             if data is None:
                 logger.warning("AgentSight answered %s %s with a body that is not JSON", status, payload.path)
             self._note_recovery()
-            with self._cond:
+            with self._lock:
                 self._stats.payloads_delivered += 1
             return ItemResult(turn.conversation_id, payload.kind, payload.timestamp, True, status, data)
         message = f"HTTP {status}: {response.error_message()}"
@@ -314,7 +321,7 @@ class DeliveryClient:
         return self._rejected(turn, payload, status, message)
 
     def _rejected(self, turn: TurnPayloads, payload: Payload, status: int, message: str) -> ItemResult:
-        with self._cond:
+        with self._lock:
             self._stats.payloads_rejected += 1
             first = (payload.kind, message) not in self._logged_rejections
             if first and len(self._logged_rejections) < 1000:
@@ -324,7 +331,7 @@ class DeliveryClient:
         return ItemResult(turn.conversation_id, payload.kind, payload.timestamp, False, status, error=message)
 
     def _expired(self, turn: TurnPayloads, payload: Payload, message: str, attempts: int) -> ItemResult:
-        with self._cond:
+        with self._lock:
             self._stats.payloads_expired += 1
             expired = self._stats.payloads_expired
         logger.error(
@@ -338,14 +345,14 @@ class DeliveryClient:
         return ItemResult(turn.conversation_id, payload.kind, payload.timestamp, False, error=message)
 
     def _note_failure(self, message: str, delay: float) -> None:
-        with self._cond:
+        with self._lock:
             first, self._failing = not self._failing, True
         if first:
             logger.warning("AgentSight API delivery failing (%s); retrying with back-off (next %.2fs)", message, delay)
 
     def _note_recovery(self) -> None:
         if self._failing:
-            with self._cond:
+            with self._lock:
                 recovered, self._failing = self._failing, False
             if recovered:
                 logger.warning("AgentSight API delivery recovered")
