@@ -129,7 +129,8 @@ def configure_logging(level: str | None) -> None:
     if not level:
         return
     name = str(getattr(level, "value", level)).upper()
-    logger.setLevel(name if name in logging.getLevelNamesMapping() else logging.INFO)
+    known = isinstance(logging.getLevelName(name), int)  # getLevelName maps a known name to its number
+    logger.setLevel(name if known else logging.INFO)
     if not logger.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
