@@ -86,7 +86,8 @@ def open_turns(ctx: Context | None = None) -> tuple[ConversationTurn, ...]:
 
 def with_turn(turn: ConversationTurn, make_current: bool, ctx: Context | None = None) -> Context:
     """A context in which ``turn`` is open (and, with ``make_current``, current with its span active)."""
-    ctx = otel_context.set_value(_OPEN_TURNS, (*open_turns(ctx), turn), ctx)
+    others = tuple(open_turn for open_turn in open_turns(ctx) if open_turn is not turn)
+    ctx = otel_context.set_value(_OPEN_TURNS, (*others, turn), ctx)
     if make_current:
         ctx = otel_context.set_value(_CURRENT_TURN, turn, ctx)
         ctx = trace.set_span_in_context(turn.span, ctx)
