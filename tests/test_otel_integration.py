@@ -214,3 +214,12 @@ def test_exporter_added_to_existing_provider(api: LocalAgentSightServer, tmp_pat
     """ + SEED_FLOW, _env(api))
     assert result.returncode == 0, result.stderr
     assert [r.path for r in api.accepted()] == SEED_PATHS, "delivered once, by the app's exporter"
+
+
+def test_tracking_still_works_with_the_otel_sdk_disabled(api: LocalAgentSightServer, tmp_path: Path) -> None:
+    result = run_script(tmp_path, """
+    from agentsight import ConversationTracker
+    tracker = ConversationTracker()
+    """ + SEED_FLOW, _env(api, OTEL_SDK_DISABLED="true"))
+    assert result.returncode == 0, result.stderr
+    assert [r.path for r in api.accepted()] == SEED_PATHS

@@ -118,5 +118,8 @@ class ConversationSpanRouter(SpanProcessor):
 def conversation_tracer(router: ConversationSpanRouter) -> tuple[TracerProvider, trace.Tracer]:
     """A private, always-sampling, unlimited provider feeding ``router``, and its tracer."""
     provider = TracerProvider(sampler=ALWAYS_ON, resource=Resource.create(), span_limits=UNLIMITED)
+    # OTEL_SDK_DISABLED turns off the app's telemetry; the tracker's spans are its data model, not telemetry,
+    # and a disabled provider would make every turn a non-recording span that tracks nothing.
+    provider._disabled = False
     provider.add_span_processor(router)
     return provider, provider.get_tracer(semconv.INSTRUMENTATION_SCOPE)
