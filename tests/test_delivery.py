@@ -100,7 +100,7 @@ def test_gives_up_after_max_retry_time_and_counts(api: LocalAgentSightServer, ma
     assert result["complete"]
     assert [(i["type"], i["success"]) for i in result["items"]] == [("conversation", False), ("question", False)]
     stats = tracker.delivery_stats()
-    assert stats["payloads_expired"] == 1 and stats["payloads_rejected"] == 1
+    assert stats["payloads_expired"] == 1 and stats["payloads_without_conversation"] == 1
     assert any("gave up" in r.getMessage() for r in caplog.records)
     assert any("delivery failing" in r.getMessage() for r in caplog.records)
 

@@ -60,6 +60,8 @@ class DeliveryStats:
     payloads_expired: int = 0
     payloads_dropped_queue_full: int = 0
     payloads_dropped_at_shutdown: int = 0
+    payloads_without_conversation: int = 0
+    """Items not sent because their conversation POST was rejected or given up on."""
     conversation_posts_skipped: int = 0
     retries: int = 0
 
@@ -106,14 +108,14 @@ class _Retry:
 
 
 class DeliveryClient:
-    """Delivers :class:`TurnPayloads` in the background; ``submit`` never blocks or raises."""
+    """Delivers turns (:class:`PendingTurn`) in the background; ``submit`` never blocks or raises."""
 
     def __init__(self, transport: HttpTransport, settings: DeliverySettings) -> None:
         self._transport = transport
         self._settings = settings
         self._stats = DeliveryStats()
         self._conversation_ids: OrderedDict[str, tuple[int, str]] = OrderedDict()
-        self._logged_rejections: set[tuple[int, str]] = set()
+        self._logged_rejections: set[tuple[str, str]] = set()
         self._init_state()
         if hasattr(os, "register_at_fork"):
             weak_reset = weakref.WeakMethod(self._init_state)
@@ -246,7 +248,7 @@ class DeliveryClient:
                 result = ItemResult(turn.conversation_id, payload.kind, payload.timestamp, False,
                                     error="not sent: the conversation was not created")
                 with self._lock:
-                    self._stats.payloads_rejected += 1
+                    self._stats.payloads_without_conversation += 1
             else:
                 result = self._post(turn, payload, server_id)
             self._record(result)
