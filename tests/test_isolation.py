@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -81,6 +82,40 @@ def test_nothing_leaks_to_the_next_request_on_a_reused_thread(tracker: Conversat
             return threading.current_thread().name
 
         assert pool.submit(first_request).result() == pool.submit(next_request).result()
+
+
+def test_a_turn_abandoned_by_its_context_is_still_sent(
+    api: LocalAgentSightServer, tracker: ConversationTracker
+) -> None:
+    def handler_that_raises() -> None:
+        tracker.get_or_create_conversation("conv-abandoned")
+        tracker.track_question("asked before the handler failed")
+        raise RuntimeError("the handler never reached send_tracked_data()")
+
+    with pytest.raises(RuntimeError):
+        contextvars.copy_context().run(handler_that_raises)
+    assert tracker.flush(10)["complete"]
+    assert [b["content"] for b in bodies(api, "/api/track/")] == ["asked before the handler failed"]
+
+
+def test_a_reused_thread_sends_the_turn_a_failed_request_left_open(
+    api: LocalAgentSightServer, tracker: ConversationTracker
+) -> None:
+    def failed_request() -> None:
+        tracker.get_or_create_conversation("conv-failed")
+        tracker.track_question("conv-failed:question")
+
+    def next_request() -> None:
+        tracker.get_or_create_conversation("conv-next")
+        tracker.track_question("conv-next:question")
+        tracker.send_tracked_data()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(failed_request).result()
+        pool.submit(next_request).result()
+    tracker.flush(10)
+    assert sorted((b["conversation_id"], b["content"]) for b in bodies(api, "/api/track/")) == [
+        ("conv-failed", "conv-failed:question"), ("conv-next", "conv-next:question")]
 
 
 def test_a_task_opening_a_conversation_does_not_change_its_parents(

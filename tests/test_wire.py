@@ -219,24 +219,36 @@ def test_default_conversation_id_from_environment(api: LocalAgentSightServer, ma
     assert bodies(api, "/api/track/")[0]["conversation_id"] == "conv-from-env"
 
 
-def test_reopening_an_open_conversation_continues_its_turn(
+def test_reopening_the_current_conversation_continues_its_turn(
     api: LocalAgentSightServer, tracker: ConversationTracker
 ) -> None:
     tracker.get_or_create_conversation("conv-a", customer_id="c")
     tracker.track_question("a1")
-    tracker.get_or_create_conversation("conv-b")
-    tracker.track_question("b1")
     tracker.get_or_create_conversation("conv-a", language="de")
     tracker.track_question("a2")
     assert [item["type"] for item in tracker.get_tracked_data_summary()["items"]] == [
         "conversation", "question", "question"]
     tracker.send_tracked_data()
+    tracker.flush(10)
+    assert [b["content"] for b in bodies(api, "/api/track/")] == ["a1", "a2"]
+    (conversation,) = bodies(api, "/api/conversations/")
+    assert conversation["customer_id"] == "c" and conversation["language"] == "de"
+
+
+def test_switching_conversations_sends_the_turn_switched_from(
+    api: LocalAgentSightServer, tracker: ConversationTracker
+) -> None:
+    tracker.get_or_create_conversation("conv-a")
+    tracker.track_question("a1")
     tracker.get_or_create_conversation("conv-b")
+    assert tracker.flush(10)["complete"]
+    assert [b["content"] for b in bodies(api, "/api/track/")] == ["a1"], "sent at the switch, nothing lost"
+    tracker.track_question("b1")
+    tracker.get_or_create_conversation("conv-a")
+    tracker.track_question("a2")
     tracker.send_tracked_data()
     tracker.flush(10)
-    by_conversation = {}
+    by_conversation: dict[str, list[str]] = {}
     for body in bodies(api, "/api/track/"):
         by_conversation.setdefault(body["conversation_id"], []).append(body["content"])
     assert by_conversation == {"conv-a": ["a1", "a2"], "conv-b": ["b1"]}
-    (conversation_a,) = [b for b in bodies(api, "/api/conversations/") if b["conversation_id"] == "conv-a"]
-    assert conversation_a["customer_id"] == "c" and conversation_a["language"] == "de"

@@ -10,7 +10,9 @@ from __future__ import annotations
 import atexit
 import base64
 import binascii
+import logging
 import mimetypes
+import queue
 import threading
 import weakref
 from collections.abc import Iterator, Mapping
@@ -40,6 +42,8 @@ from agentsight.pipeline import ConversationSpanRouter, configured_exporters, co
 from agentsight.processor import AgentSightSpanProcessor
 from agentsight.translator import translate
 from agentsight.turn import ConversationTurn
+
+logger = logging.getLogger("agentsight")
 
 _KIND_TO_SUMMARY = {
     "question": "questions",
@@ -89,9 +93,13 @@ class ConversationTracker:
             direct = AgentSightSpanProcessor(AgentSightSpanExporter(settings=self._settings))
         self._router = ConversationSpanRouter(direct, forward=self._settings.forward_spans)
         self._provider, self._tracer = conversation_tracer(self._router)
+        # Open turns are held by the contexts that opened them; these registries hold them weakly. A turn
+        # whose contexts are gone without sending it (a handler that raised) is queued here when it is
+        # collected and sent at the next safe point, so abandoned turns neither leak nor vanish.
         self._registry_lock = threading.Lock()
-        self._open: dict[ConversationTurn, None] = {}
-        self._latest_open: dict[str, ConversationTurn] = {}
+        self._open: weakref.WeakSet[ConversationTurn] = weakref.WeakSet()
+        self._latest_open: weakref.WeakValueDictionary[str, ConversationTurn] = weakref.WeakValueDictionary()
+        self._abandoned: queue.SimpleQueue[trace.Span] = queue.SimpleQueue()
         # Registered after the provider's own shutdown hook, so it runs first: open turns are sent, then drained.
         atexit.register(_end_open_turns, weakref.ref(self))
 
@@ -141,12 +149,18 @@ class ConversationTracker:
         attributes = self._conversation_attributes(
             conversation_id, customer_id, customer_ip_address, device, source, language, name, environment, metadata
         )
-        for turn in turns.open_turns():
-            if turn.conversation_id == conversation_id:
-                turn.span.set_attributes(attributes)
-                otel_context.attach(turns.with_turn(turn, make_current=True))
-                return
-        self._open_turn(attributes, make_current=True)
+        reusable = next((t for t in turns.open_turns() if t.conversation_id == conversation_id), None)
+        current = turns.current_turn()
+        if current is not None and current is not reusable and current.opened_by_caller():
+            # Switching conversations sends the turn switched from (upstream held it until switched back),
+            # which also sends a turn left open on a reused thread by a handler that never sent it.
+            self._end([current])
+        if reusable is None:
+            self._open_turn(attributes, make_current=True)
+            return
+        reusable.span.set_attributes(attributes)
+        reusable.addressed_only = False
+        otel_context.attach(turns.with_turn(reusable, make_current=True))
 
     @contextmanager
     def conversation(
@@ -326,6 +340,7 @@ class ConversationTracker:
         Returns ``{"complete": bool, "items": [...], "summary": {...}}`` with a result per payload
         settled since the previous flush. For scripts, tests and serverless handlers.
         """
+        self._send_abandoned()
         exporters = []
         if self._router.direct is not None:
             exporters.append(self._router.direct.exporter)
@@ -375,11 +390,19 @@ class ConversationTracker:
         return attributes
 
     def _new_turn(self, attributes: dict[str, Any], addressed_only: bool = False) -> ConversationTurn:
-        outer = trace.get_current_span()
-        span = self._tracer.start_span(sc.CONVERSATION_SPAN, attributes=attributes, kind=trace.SpanKind.INTERNAL)
+        self._send_abandoned()
+        current = turns.current_turn()
+        outer = current.outer_span if current is not None else trace.get_current_span()
+        span = self._tracer.start_span(
+            sc.CONVERSATION_SPAN,
+            context=trace.set_span_in_context(outer),
+            attributes=attributes,
+            kind=trace.SpanKind.INTERNAL,
+        )
         turn = ConversationTurn(attributes[sc.CONVERSATION_ID], span, outer, addressed_only)
+        weakref.finalize(turn, self._abandoned.put, span).atexit = False
         with self._registry_lock:
-            self._open[turn] = None
+            self._open.add(turn)
             self._latest_open[turn.conversation_id] = turn
         return turn
 
@@ -391,7 +414,7 @@ class ConversationTracker:
     def _end(self, ending: list[ConversationTurn] | tuple[ConversationTurn, ...]) -> None:
         for turn in ending:
             with self._registry_lock:
-                self._open.pop(turn, None)
+                self._open.discard(turn)
                 if self._latest_open.get(turn.conversation_id) is turn:
                     del self._latest_open[turn.conversation_id]
             if not turn.ended:
@@ -401,6 +424,15 @@ class ConversationTracker:
         with self._registry_lock:
             still_open = list(self._open)
         self._end(still_open)
+        self._send_abandoned()
+
+    def _send_abandoned(self) -> None:
+        """End the spans of turns collected unsent (queued by their finalizers), which sends them."""
+        while not self._abandoned.empty():
+            span = self._abandoned.get_nowait()
+            if span.is_recording():
+                logger.debug("AgentSight sends a turn whose context ended without send_tracked_data()")
+                span.end()
 
     def _find_turn(self, conversation_id: str | None) -> ConversationTurn | None:
         if conversation_id is None:

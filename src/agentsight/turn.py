@@ -6,7 +6,9 @@ asyncio tasks each see their own, and a task's change never reaches its parent o
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import weakref
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -25,7 +27,9 @@ _OPEN_TURNS = otel_context.create_key("agentsight.open_turns")
 class ConversationTurn:
     """One turn of a conversation: its span (ended when sent) and the token usage tracked in it."""
 
-    __slots__ = ("conversation_id", "span", "outer_span", "addressed_only", "_lock", "_usage")
+    __slots__ = (
+        "conversation_id", "span", "outer_span", "addressed_only", "_opener", "_lock", "_usage", "__weakref__"
+    )
 
     def __init__(self, conversation_id: str, span: trace.Span, outer_span: trace.Span, addressed_only: bool) -> None:
         self.conversation_id = conversation_id
@@ -33,6 +37,7 @@ class ConversationTurn:
         self.outer_span = outer_span
         self.addressed_only = addressed_only
         """Opened by a tracking call's ``conversation_id=`` rather than made current: sent with the current turn."""
+        self._opener = _running_task_or_thread()
         self._lock = threading.Lock()
         self._usage: dict[str, int] | None = None
 
@@ -43,6 +48,17 @@ class ConversationTurn:
     def ended(self) -> bool:
         """True once the turn was sent."""
         return not self.span.is_recording()
+
+    def opened_by_caller(self) -> bool:
+        """True when the asyncio task (or, outside tasks, the thread) calling this opened the turn.
+
+        A child task sees its parent's turn through the inherited context but did not open it.
+        """
+        opener = self._opener
+        caller = _running_task_or_thread()
+        if isinstance(opener, weakref.ref):
+            return isinstance(caller, weakref.ref) and opener() is caller()
+        return opener == caller
 
     def add_event(self, name: str, attributes: dict[str, Any]) -> None:
         """Record a tracked item.
@@ -70,6 +86,14 @@ class ConversationTurn:
     def end(self) -> None:
         """End the span, which sends the turn."""
         self.span.end()
+
+
+def _running_task_or_thread() -> object:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running event loop
+        task = None
+    return weakref.ref(task) if task is not None else threading.get_ident()
 
 
 def current_turn(ctx: Context | None = None) -> ConversationTurn | None:
