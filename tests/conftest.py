@@ -15,6 +15,9 @@ from agentsight import ConversationTracker
 from agentsight.config import DeliverySettings
 from agentsight.local_server import LocalAgentSightServer
 
+# Trackers would instrument the installed LLM clients on creation; instrumentation tests do it themselves.
+os.environ["AGENTSIGHT_AUTO_INSTRUMENT"] = "false"
+
 API_KEY = "ags_0123456789abcdef0123456789abcdef_abcdef"
 QUICK_RETRIES = DeliverySettings(timeout=2.0, backoff_initial=0.01, backoff_max=0.05, max_retry_time=10.0)
 

@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 from agentsight.exporter import AgentSightSpanExporter
+from agentsight.instrumentation import instrument, uninstrument
 from agentsight.processor import AgentSightSpanProcessor
 from agentsight.tracker import ConversationTracker
 from agentsight.turn import ConversationTurn
@@ -56,4 +57,6 @@ __all__ = [
     "ConversationTracker",
     "ConversationTurn",
     "conversation_tracker",
+    "instrument",
+    "uninstrument",
 ]

@@ -83,6 +83,7 @@ class Settings:
     log_level: str | None = None
     direct_export: bool = True
     forward_spans: bool = True
+    auto_instrument: bool = True
     app_url: str = "https://app.agentsight.io"
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
 
@@ -108,6 +109,7 @@ class Settings:
             log_level=log_level or os.environ.get("AGENTSIGHT_LOG_LEVEL") or None,
             direct_export=_env_bool("AGENTSIGHT_DIRECT_EXPORT", True) if direct_export is None else direct_export,
             forward_spans=_env_bool("AGENTSIGHT_FORWARD_SPANS", True) if forward_spans is None else forward_spans,
+            auto_instrument=_env_bool("AGENTSIGHT_AUTO_INSTRUMENT", True),
             app_url=os.environ.get("AGENTSIGHT_APP_URL", "https://app.agentsight.io"),
             delivery=delivery or DeliverySettings.from_env(),
         )

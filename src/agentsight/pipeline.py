@@ -16,6 +16,8 @@ span is then
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -24,6 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcesso
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from agentsight import semconv
+from agentsight.attribution import ModelCallAttribution
 from agentsight.exporter import AgentSightSpanExporter
 from agentsight.processor import AgentSightSpanProcessor
 
@@ -77,6 +80,7 @@ class ConversationSpanRouter(SpanProcessor):
     def __init__(self, direct: AgentSightSpanProcessor | None, forward: bool = True) -> None:
         self.direct = direct
         self.forward = forward
+        self._model_calls = ModelCallAttribution()
         self._warned_nowhere = False
 
     def app_provider(self) -> TracerProvider | None:
@@ -84,13 +88,15 @@ class ConversationSpanRouter(SpanProcessor):
         return app_tracer_provider() if self.forward else None
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Let the app's processors see the turn start, as for any span of theirs."""
+        """Note model calls starting in a turn; let the app's processors see the span start."""
+        self._model_calls.on_start(span, parent_context)
         provider = self.app_provider()
         if provider is not None:
             app_span_processors(provider).on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Forward the finished turn to the app's pipeline and deliver it unless that pipeline will."""
+        """Count a model call in its turn; forward the span to the app's pipeline; deliver a finished turn."""
+        self._model_calls.on_end(span)
         provider = self.app_provider()
         delivered_by_app = False
         if provider is not None:
@@ -113,6 +119,25 @@ class ConversationSpanRouter(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Flush the direct path."""
         return self.direct.force_flush(timeout_millis) if self.direct is not None else True
+
+
+_attributed_providers: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+_attributed_lock = threading.Lock()
+
+
+def count_app_model_calls() -> None:
+    """Have model calls recorded by the app's own provider (other instrumentations) count in turns.
+
+    Adds one :class:`ModelCallAttribution` to the app's SDK provider, once; it ignores the spans the
+    tracker itself records (counted already) and forwards.
+    """
+    provider = app_tracer_provider()
+    if provider is None or provider in _attributed_providers:
+        return
+    with _attributed_lock:
+        if provider not in _attributed_providers:
+            _attributed_providers.add(provider)
+            provider.add_span_processor(ModelCallAttribution(ignore_scope=semconv.INSTRUMENTATION_SCOPE))
 
 
 def conversation_tracer(router: ConversationSpanRouter) -> tuple[TracerProvider, trace.Tracer]:

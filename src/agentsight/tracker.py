@@ -38,7 +38,13 @@ from agentsight.exceptions import (
     NoDataToSendException,
 )
 from agentsight.exporter import AgentSightSpanExporter
-from agentsight.pipeline import ConversationSpanRouter, configured_exporters, conversation_tracer
+from agentsight.instrumentation import instrument
+from agentsight.pipeline import (
+    ConversationSpanRouter,
+    configured_exporters,
+    conversation_tracer,
+    count_app_model_calls,
+)
 from agentsight.processor import AgentSightSpanProcessor
 from agentsight.translator import translate
 from agentsight.turn import ConversationTurn
@@ -59,7 +65,8 @@ class ConversationTracker:
 
     Configuration comes from the arguments, then ``AGENTSIGHT_API_KEY``, ``AGENTSIGHT_API_ENDPOINT``,
     ``AGENTSIGHT_ENVIRONMENT``, ``AGENTSIGHT_LOG_LEVEL``, ``AGENTSIGHT_CONVERSATION_ID``,
-    ``AGENTSIGHT_DIRECT_EXPORT`` and ``AGENTSIGHT_FORWARD_SPANS``. A missing key raises
+    ``AGENTSIGHT_DIRECT_EXPORT``, ``AGENTSIGHT_FORWARD_SPANS`` and ``AGENTSIGHT_AUTO_INSTRUMENT`` (on
+    by default: installed LLM clients are instrumented, see :func:`agentsight.instrument`). A missing key raises
     ``NoApiKeyException``, a malformed one ``InvalidApiKeyException`` (unless direct export is off:
     then the app's OTLP pipeline delivers).
     """
@@ -100,6 +107,8 @@ class ConversationTracker:
         self._open: weakref.WeakSet[ConversationTurn] = weakref.WeakSet()
         self._latest_open: weakref.WeakValueDictionary[str, ConversationTurn] = weakref.WeakValueDictionary()
         self._abandoned: queue.SimpleQueue[trace.Span] = queue.SimpleQueue()
+        if self._settings.auto_instrument:
+            instrument()
         # Registered after the provider's own shutdown hook, so it runs first: open turns are sent, then drained.
         atexit.register(_end_open_turns, weakref.ref(self))
 
@@ -391,6 +400,7 @@ class ConversationTracker:
 
     def _new_turn(self, attributes: dict[str, Any], addressed_only: bool = False) -> ConversationTurn:
         self._send_abandoned()
+        count_app_model_calls()
         current = turns.current_turn()
         outer = current.outer_span if current is not None else trace.get_current_span()
         span = self._tracer.start_span(
@@ -399,7 +409,7 @@ class ConversationTracker:
             attributes=attributes,
             kind=trace.SpanKind.INTERNAL,
         )
-        turn = ConversationTurn(attributes[sc.CONVERSATION_ID], span, outer, addressed_only)
+        turn = ConversationTurn(attributes[sc.CONVERSATION_ID], span, self._tracer, outer, addressed_only)
         weakref.finalize(turn, self._abandoned.put, span).atexit = False
         with self._registry_lock:
             self._open.add(turn)

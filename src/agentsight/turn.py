@@ -28,12 +28,22 @@ class ConversationTurn:
     """One turn of a conversation: its span (ended when sent) and the token usage tracked in it."""
 
     __slots__ = (
-        "conversation_id", "span", "outer_span", "addressed_only", "_opener", "_lock", "_usage", "__weakref__"
+        "conversation_id", "span", "tracer", "outer_span", "addressed_only", "_opener", "_lock", "_usage",
+        "__weakref__",
     )
 
-    def __init__(self, conversation_id: str, span: trace.Span, outer_span: trace.Span, addressed_only: bool) -> None:
+    def __init__(
+        self,
+        conversation_id: str,
+        span: trace.Span,
+        tracer: trace.Tracer,
+        outer_span: trace.Span,
+        addressed_only: bool,
+    ) -> None:
         self.conversation_id = conversation_id
         self.span = span
+        self.tracer = tracer
+        """The tracker's own tracer: model calls inside the turn are recorded with it, whatever the app's set-up."""
         self.outer_span = outer_span
         self.addressed_only = addressed_only
         """Opened by a tracking call's ``conversation_id=`` rather than made current: sent with the current turn."""

@@ -1,0 +1,110 @@
+"""Model calls made inside a turn count in that turn: token usage and one action per call.
+
+A span processor, so it counts GenAI spans from any instrumentation (ours or the official
+OpenTelemetry ones) that follow the GenAI semantic conventions. A GenAI span whose parent is
+itself a GenAI span (a client's own span inside an instrumented call) is not counted again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import StatusCode
+
+from agentsight import jsonsafe
+from agentsight import semconv as sc
+from agentsight.translator import iso_timestamp
+from agentsight.turn import ConversationTurn, current_turn
+
+
+def is_model_call(attributes: Mapping[str, Any] | None) -> bool:
+    """True for spans following the GenAI conventions (they carry ``gen_ai.operation.name``)."""
+    return bool(attributes) and sc.GEN_AI_OPERATION_NAME in attributes  # type: ignore[operator]
+
+
+class ModelCallAttribution(SpanProcessor):
+    """Adds each model call that ends inside a turn to that turn, once.
+
+    ``ignore_scope`` names an instrumentation scope whose spans another instance already counts
+    (the tracker's own spans, which are also forwarded to the app's pipeline).
+    """
+
+    def __init__(self, ignore_scope: str | None = None) -> None:
+        self._ignore_scope = ignore_scope
+        self._lock = threading.Lock()
+        self._in_turn: dict[int, ConversationTurn] = {}
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Remember the turn of a model call that starts inside one (and not inside another model call)."""
+        if not is_model_call(span.attributes):
+            return
+        scope = span.instrumentation_scope
+        if self._ignore_scope is not None and scope is not None and scope.name == self._ignore_scope:
+            return
+        turn = current_turn(parent_context)
+        parent = trace.get_current_span(parent_context)
+        if turn is None or is_model_call(getattr(parent, "attributes", None)):
+            return
+        with self._lock:
+            self._in_turn[span.context.span_id] = turn
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Count a finished model call in its turn."""
+        if span.context is None:
+            return
+        with self._lock:
+            turn = self._in_turn.pop(span.context.span_id, None)
+        if turn is not None and not turn.ended:
+            add_model_call(turn, span)
+
+    def shutdown(self) -> None:
+        """Nothing to release."""
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Nothing is buffered."""
+        return True
+
+
+def add_model_call(turn: ConversationTurn, span: ReadableSpan) -> None:
+    """Record a finished model call in ``turn``: its token usage and an action describing it."""
+    attributes = span.attributes or {}
+    input_tokens = int(attributes.get(sc.GEN_AI_USAGE_INPUT_TOKENS, 0) or 0)
+    output_tokens = int(attributes.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS, 0) or 0)
+    operation = str(attributes.get(sc.GEN_AI_OPERATION_NAME))
+    if operation == sc.OPERATION_EMBEDDINGS:
+        usage = {"embedding_tokens": input_tokens, "total_tokens": input_tokens}
+    else:
+        usage = {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
+                 "total_tokens": input_tokens + output_tokens}
+    turn.add_usage(usage)
+    provider = attributes.get(sc.GEN_AI_PROVIDER_NAME) or attributes.get(sc.GEN_AI_SYSTEM) or "unknown"
+    model = attributes.get(sc.GEN_AI_RESPONSE_MODEL) or attributes.get(sc.GEN_AI_REQUEST_MODEL) or "unknown"
+    metadata = {
+        "provider": provider,
+        "operation": operation,
+        "request_model": attributes.get(sc.GEN_AI_REQUEST_MODEL),
+        "response_model": attributes.get(sc.GEN_AI_RESPONSE_MODEL),
+        "response_id": attributes.get(sc.GEN_AI_RESPONSE_ID),
+        "finish_reasons": list(attributes.get(sc.GEN_AI_RESPONSE_FINISH_REASONS, ())),
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+    }
+    action: dict[str, Any] = {
+        sc.ACTION_NAME: f"{operation} {provider}/{model}",
+        sc.METADATA: jsonsafe.dumps(metadata),
+    }
+    if span.start_time is not None and span.end_time is not None:
+        action[sc.ACTION_STARTED_AT] = iso_timestamp(span.start_time)
+        action[sc.ACTION_ENDED_AT] = iso_timestamp(span.end_time)
+        action[sc.ACTION_DURATION_MS] = (span.end_time - span.start_time) // 1_000_000
+    tools = attributes.get(sc.GEN_AI_TOOL_CALLS)
+    if tools:
+        action[sc.ACTION_TOOLS_USED] = jsonsafe.dumps({"requested": list(tools)})
+    if span.status.status_code is StatusCode.ERROR:
+        action[sc.ACTION_ERROR_MSG] = span.status.description or str(attributes.get(sc.ERROR_TYPE, "error"))
+    turn.add_event(sc.ACTION_EVENT, action)

@@ -1,0 +1,68 @@
+"""Auto-instrumentation of LLM client libraries, attributed to AgentSight conversations.
+
+Each supported library has an ``Instrumentor`` (an OpenTelemetry ``BaseInstrumentor``) registered in
+the ``opentelemetry_instrumentor`` entry-point group as ``agentsight_<library>``, so
+``opentelemetry-instrument`` loads it and ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` can turn it off.
+:func:`instrument` does the same in code, for every supported library that is installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from typing import Any
+
+from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+logger = logging.getLogger("agentsight.instrumentation")
+
+INSTRUMENTORS: dict[str, str] = {
+    "openai": "agentsight.instrumentation.openai:OpenAIInstrumentor",
+    "anthropic": "agentsight.instrumentation.anthropic:AnthropicInstrumentor",
+}
+"""Library name -> ``module:class`` of its instrumentor (entry point ``agentsight_<library>``)."""
+
+
+def _instrumentor(name: str) -> BaseInstrumentor:
+    module_name, class_name = INSTRUMENTORS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)()
+
+
+def _disabled() -> set[str]:
+    raw = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    return {item.strip() for item in raw.split(",") if item.strip()}
+
+
+def instrument(**kwargs: Any) -> list[str]:
+    """Instrument every supported LLM client library that is installed; returns the ones now instrumented.
+
+    Skips libraries that are missing or of an unsupported version, those already instrumented, and
+    those named (as ``agentsight_<library>``) in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``.
+    ``kwargs`` go to each ``instrument()`` call (``tracer_provider=...``).
+    """
+    done = []
+    disabled = _disabled()
+    for name in INSTRUMENTORS:
+        if f"agentsight_{name}" in disabled:
+            continue
+        try:
+            instrumentor = _instrumentor(name)
+            if not instrumentor.is_instrumented_by_opentelemetry:
+                if get_dependency_conflicts(list(instrumentor.instrumentation_dependencies())) is not None:
+                    continue
+                instrumentor.instrument(**kwargs)
+        except Exception:  # tracking must work even if one client's instrumentation cannot be applied
+            logger.warning("AgentSight could not instrument %s", name, exc_info=True)
+            continue
+        done.append(name)
+    return done
+
+
+def uninstrument() -> None:
+    """Remove every AgentSight instrumentation that is in place."""
+    for name in INSTRUMENTORS:
+        instrumentor = _instrumentor(name)
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()

@@ -1,0 +1,333 @@
+"""One model call as an OTel GenAI span: started, described and ended exactly once.
+
+Shared by every client's wrappers. Inside a conversation turn the span is recorded with the
+tracker's own tracer, as a child of the turn, so the call counts in the turn whatever the app's
+OpenTelemetry set-up; outside a turn it goes to the instrumentor's tracer provider (the app's).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from agentsight import jsonsafe
+from agentsight import semconv as sc
+from agentsight.turn import current_turn
+
+logger = logging.getLogger("agentsight.instrumentation")
+
+_IN_MODEL_CALL = otel_context.create_key("agentsight.in_model_call")
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_CAPTURE_VALUES = {"true", "span_only", "span_and_event"}
+
+
+def capture_content() -> bool:
+    """Whether message content goes on spans, per ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+
+    Accepts the official packages' values: ``true`` / ``false``, and ``SPAN_ONLY``, ``SPAN_AND_EVENT``,
+    ``EVENT_ONLY``, ``NO_CONTENT`` (content is captured on spans for the first three that include spans).
+    """
+    return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _CAPTURE_VALUES
+
+
+class ModelCall:
+    """A started model call; record what came back, then :meth:`end` (safe to call more than once)."""
+
+    __slots__ = ("span", "_ended", "_lock")
+
+    def __init__(self, span: trace.Span) -> None:
+        self.span = span
+        self._ended = False
+        self._lock = threading.Lock()
+
+    def record_response(
+        self,
+        *,
+        model: str | None = None,
+        response_id: str | None = None,
+        finish_reasons: Sequence[str] = (),
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        tool_calls: Sequence[str] = (),
+        output_messages: Any = None,
+    ) -> None:
+        """Set the response attributes that are known (``None`` and empty values are skipped)."""
+        values = {
+            sc.GEN_AI_RESPONSE_MODEL: model,
+            sc.GEN_AI_RESPONSE_ID: response_id,
+            sc.GEN_AI_RESPONSE_FINISH_REASONS: list(finish_reasons) or None,
+            sc.GEN_AI_USAGE_INPUT_TOKENS: input_tokens,
+            sc.GEN_AI_USAGE_OUTPUT_TOKENS: output_tokens,
+            sc.GEN_AI_TOOL_CALLS: list(tool_calls) or None,
+        }
+        if output_messages is not None and capture_content():
+            values[sc.GEN_AI_OUTPUT_MESSAGES] = jsonsafe.dumps(output_messages)
+        self.span.set_attributes({key: value for key, value in values.items() if value is not None})
+
+    def fail(self, error: BaseException) -> None:
+        """Record a failure (``error.type``, status ERROR) and end the span."""
+        with self._lock:
+            if self._ended:
+                return
+            self.span.set_attribute(sc.ERROR_TYPE, type(error).__qualname__)
+            self.span.set_status(Status(StatusCode.ERROR, str(error) or type(error).__qualname__))
+        self.end()
+
+    def end(self) -> None:
+        """End the span the first time only."""
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        self.span.end()
+
+
+def start_model_call(
+    tracer: trace.Tracer,
+    operation: str,
+    provider: str,
+    request_model: str | None,
+    request_attributes: Mapping[str, Any],
+    input_messages: Any = None,
+) -> ModelCall | None:
+    """Start a model call's span, or ``None`` when instrumentation is suppressed or a call is already open.
+
+    ``tracer`` is the instrumentor's; inside a conversation turn the tracker's own tracer is used instead.
+    """
+    if not is_instrumentation_enabled() or otel_context.get_value(_IN_MODEL_CALL):
+        return None
+    turn = current_turn()
+    attributes = {
+        sc.GEN_AI_OPERATION_NAME: operation,
+        sc.GEN_AI_PROVIDER_NAME: provider,
+        **{key: value for key, value in request_attributes.items() if value is not None},
+    }
+    if request_model:
+        attributes[sc.GEN_AI_REQUEST_MODEL] = request_model
+    if input_messages is not None and capture_content():
+        attributes[sc.GEN_AI_INPUT_MESSAGES] = jsonsafe.dumps(input_messages)
+    name = f"{operation} {request_model}" if request_model else operation
+    span = (turn.tracer if turn is not None else tracer).start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+    return ModelCall(span)
+
+
+def server_attributes(resource: Any) -> dict[str, Any]:
+    """``server.address`` / ``server.port`` of a Stainless-generated client resource (OpenAI, Anthropic, ...)."""
+    base_url = getattr(getattr(resource, "_client", None), "base_url", None)
+    host = getattr(base_url, "host", None)
+    if not host:
+        return {}
+    port = getattr(base_url, "port", None) or (443 if getattr(base_url, "scheme", "") == "https" else 80)
+    return {sc.SERVER_ADDRESS: host, sc.SERVER_PORT: port}
+
+
+def attribute_value(value: Any) -> Any:
+    """``value`` when it is an attribute value as given (a number, text, a list of text), else ``None``.
+
+    So the clients' ``omit`` / ``NOT_GIVEN`` sentinels and ``None`` set nothing.
+    """
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return list(value)
+    return None
+
+
+def is_raw_response(result: Any) -> bool:
+    """Stainless clients' ``with_raw_response`` / ``with_streaming_response`` return the HTTP response wrapper."""
+    return hasattr(result, "http_response")
+
+
+Start = Callable[[Any, Mapping[str, Any]], "ModelCall | None"]
+Finish = Callable[["ModelCall", Any, Mapping[str, Any]], Any]
+
+
+def model_call_wrapper(start: Start, finish: Finish, is_async: bool) -> Callable[..., Any]:
+    """A wrapt wrapper: ``start(instance, kwargs)`` opens the call, the client runs inside :func:`running`,
+    then ``finish(call, result, kwargs)`` describes the result, ends the call (or hands it to a stream
+    wrapper) and returns what the caller gets. When ``start`` gives ``None`` the client just runs.
+    """
+    if is_async:
+
+        async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            call = start(instance, kwargs)
+            if call is None:
+                return await wrapped(*args, **kwargs)
+            with running(call):
+                result = await wrapped(*args, **kwargs)
+            return finish(call, result, kwargs)
+
+        return async_wrapper
+
+    def sync_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call = start(instance, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        with running(call):
+            result = wrapped(*args, **kwargs)
+        return finish(call, result, kwargs)
+
+    return sync_wrapper
+
+
+@contextmanager
+def running(call: ModelCall) -> Iterator[None]:
+    """Run the client's request in :func:`calling`; if it raises, the call fails (or just ends, when cancelled)."""
+    try:
+        with calling(call):
+            yield
+    except Exception as error:
+        call.fail(error)
+        raise
+    except BaseException:
+        call.end()
+        raise
+
+
+@contextmanager
+def calling(call: ModelCall) -> Iterator[None]:
+    """Run the client's own call with ``call``'s span current and nested instrumented calls silenced.
+
+    Attaches and detaches in the same frame, so never across a generator's suspension.
+    """
+    ctx = otel_context.set_value(_IN_MODEL_CALL, True, trace.set_span_in_context(call.span))
+    token = otel_context.attach(ctx)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+class StreamWrapper(wrapt.ObjectProxy):  # type: ignore[misc]
+    """Wraps a client's stream (sync or async) so its model call ends exactly once, on every path.
+
+    The stream is exhausted, raises mid-way (recorded as the call's error), is closed (``close()``,
+    ``aclose()``, leaving ``with`` / ``async with``, including on ``break``) or is dropped unfinished and
+    collected. ``on_chunk`` sees each item; ``on_end`` records what the chunks added up to, just before
+    the span ends. No context is attached while iterating.
+    """
+
+    def __init__(
+        self, stream: Any, call: ModelCall, on_chunk: Callable[[Any], None], on_end: Callable[[], None]
+    ) -> None:
+        super().__init__(stream)
+        self._self_call = call
+        self._self_on_chunk = on_chunk
+        self._self_on_end = on_end
+        self._self_done = False
+        self._self_lock = threading.Lock()
+
+    def _self_finish(self, error: BaseException | None = None) -> None:
+        with self._self_lock:
+            if self._self_done:
+                return
+            self._self_done = True
+        try:
+            self._self_on_end()
+        except Exception:  # our bookkeeping must never break the app's iteration
+            logger.exception("AgentSight could not describe a finished stream")
+        if error is None:
+            self._self_call.end()
+        else:
+            self._self_call.fail(error)
+
+    def _self_item(self, item: Any) -> Any:
+        try:
+            self._self_on_chunk(item)
+        except Exception:  # our bookkeeping must never break the app's iteration
+            logger.exception("AgentSight could not read a stream chunk")
+        return item
+
+    def __iter__(self) -> StreamWrapper:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            item = next(self.__wrapped__)
+        except StopIteration:
+            self._self_finish()
+            raise
+        except Exception as error:
+            self._self_finish(error)
+            raise
+        return self._self_item(item)
+
+    def __aiter__(self) -> StreamWrapper:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            item = await self.__wrapped__.__anext__()
+        except StopAsyncIteration:
+            self._self_finish()
+            raise
+        except Exception as error:
+            self._self_finish(error)
+            raise
+        return self._self_item(item)
+
+    def __enter__(self) -> StreamWrapper:
+        entered = self.__wrapped__.__enter__()
+        if entered is not self.__wrapped__:
+            self.__wrapped__ = entered
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(exc_type, exc, traceback)
+        finally:
+            self._self_finish(exc if isinstance(exc, Exception) else None)
+
+    async def __aenter__(self) -> StreamWrapper:
+        entered = await self.__wrapped__.__aenter__()
+        if entered is not self.__wrapped__:
+            self.__wrapped__ = entered
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(exc_type, exc, traceback)
+        finally:
+            self._self_finish(exc if isinstance(exc, Exception) else None)
+
+    def close(self) -> Any:
+        """Close the stream and end the call (an async stream's ``close()`` is awaitable, and so is this)."""
+        try:
+            result = self.__wrapped__.close()
+        except BaseException:
+            self._self_finish()
+            raise
+        if inspect.isawaitable(result):
+            return self._self_finish_after(result)
+        self._self_finish()
+        return result
+
+    async def _self_finish_after(self, closing: Any) -> Any:
+        try:
+            return await closing
+        finally:
+            self._self_finish()
+
+    async def aclose(self) -> None:
+        """Close the stream and end the call."""
+        try:
+            await self.__wrapped__.aclose()
+        finally:
+            self._self_finish()
+
+    def __del__(self) -> None:
+        try:
+            self._self_finish()
+        except Exception:  # noqa: S110 - a finalizer must not raise; the span is only left unended
+            pass

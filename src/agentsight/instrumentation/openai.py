@@ -1,0 +1,236 @@
+"""OpenAI client instrumentation: chat completions, the Responses API and embeddings.
+
+Wraps the resource methods by module path (``Completions.create`` / ``parse``, ``Responses.create``,
+``Embeddings.create`` and their async twins); the ``stream()`` helpers and ``with_raw_response``
+go through ``create`` and so are covered once. Nothing from ``openai`` is imported until
+``instrument()``: this module loads whether or not the library is installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import unwrap
+from wrapt import wrap_function_wrapper
+
+from agentsight import semconv as sc
+from agentsight.instrumentation.genai import (
+    ModelCall,
+    StreamWrapper,
+    attribute_value,
+    is_raw_response,
+    model_call_wrapper,
+    server_attributes,
+    start_model_call,
+)
+
+# Hosts of OpenAI-compatible APIs whose provider name is known (GenAI semantic convention values).
+KNOWN_HOSTS = {
+    "api.openai.com": "openai",
+    "api.groq.com": "groq",
+    "api.deepseek.com": "deepseek",
+    "api.mistral.ai": "mistral_ai",
+    "api.x.ai": "x_ai",
+    "api.perplexity.ai": "perplexity",
+    "generativelanguage.googleapis.com": "gcp.gemini",
+    "openrouter.ai": "openrouter",
+    "api.together.xyz": "together_ai",
+}
+_HOST_SUFFIXES = {".openai.azure.com": "azure.ai.openai"}
+
+# (module, class, method, API family) for every wrapped surface.
+_CHAT, _RESPONSES, _EMBEDDINGS = "chat", "responses", "embeddings"
+Surface = tuple[str, str, str, str]
+SURFACES: tuple[Surface, ...] = (
+    ("openai.resources.chat.completions", "Completions", "create", _CHAT),
+    ("openai.resources.chat.completions", "AsyncCompletions", "create", _CHAT),
+    ("openai.resources.chat.completions", "Completions", "parse", _CHAT),
+    ("openai.resources.chat.completions", "AsyncCompletions", "parse", _CHAT),
+    ("openai.resources.responses", "Responses", "create", _RESPONSES),
+    ("openai.resources.responses", "AsyncResponses", "create", _RESPONSES),
+    ("openai.resources.embeddings", "Embeddings", "create", _EMBEDDINGS),
+    ("openai.resources.embeddings", "AsyncEmbeddings", "create", _EMBEDDINGS),
+)
+
+
+def provider_name(resource: Any) -> str:
+    """The provider behind the client's ``base_url``: a known host's name, else ``openai``."""
+    host = server_attributes(resource).get(sc.SERVER_ADDRESS, "")
+    if host in KNOWN_HOSTS:
+        return KNOWN_HOSTS[host]
+    return next((name for suffix, name in _HOST_SUFFIXES.items() if host.endswith(suffix)), "openai")
+
+
+class OpenAIInstrumentor(BaseInstrumentor):
+    """Instruments ``openai`` >= 1 (entry point ``agentsight_openai``)."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        """The ``openai`` versions whose resource layout is wrapped here."""
+        return ("openai >= 1.66, < 4",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        wrap_surfaces(trace.get_tracer(__name__, tracer_provider=kwargs.get("tracer_provider")), SURFACES,
+                      provider_name)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        unwrap_surfaces(SURFACES)
+
+
+def wrap_surfaces(tracer: trace.Tracer, surfaces: Collection[Surface], provider: Callable[[Any], str]) -> None:
+    """Wrap OpenAI-shaped resource methods (also used for clients generated the same way, e.g. Groq's).
+
+    ``provider`` names the provider from the resource instance (its client's ``base_url``).
+    """
+    for module, cls, method, api in surfaces:
+        wrap_function_wrapper(module, f"{cls}.{method}", _wrapper(tracer, api, cls.startswith("Async"), provider))
+
+
+def unwrap_surfaces(surfaces: Collection[Surface]) -> None:
+    """Undo :func:`wrap_surfaces`."""
+    for module, cls, method, _ in surfaces:
+        unwrap(getattr(importlib.import_module(module), cls), method)
+
+
+def _wrapper(tracer: trace.Tracer, api: str, is_async: bool, provider: Callable[[Any], str]) -> Callable[..., Any]:
+    """A wrapt wrapper for one surface: opens the call, runs the client, describes the response."""
+
+    def start(instance: Any, kwargs: Mapping[str, Any]) -> ModelCall | None:
+        request = {**_request_attributes(kwargs, api), **server_attributes(instance)}
+        operation = sc.OPERATION_EMBEDDINGS if api == _EMBEDDINGS else "chat"
+        return start_model_call(tracer, operation, provider(instance), kwargs.get("model"), request,
+                                _input_messages(kwargs, api))
+
+    def finish(call: ModelCall, result: Any, kwargs: Mapping[str, Any]) -> Any:
+        raw = is_raw_response(result)
+        if kwargs.get("stream") is True and not raw:
+            accumulator = _StreamAccumulator(call, api)
+            return StreamWrapper(result, call, accumulator.add, accumulator.record)
+        # ``with_raw_response``: parse() gives (and caches) the model object the caller will get too.
+        _describe(call, result.parse() if raw else result, api)
+        call.end()
+        return result
+
+    return model_call_wrapper(start, finish, is_async)
+
+
+def _request_attributes(kwargs: Mapping[str, Any], api: str) -> dict[str, Any]:
+    if api == _EMBEDDINGS:
+        return {sc.GEN_AI_REQUEST_ENCODING_FORMATS: _listed(kwargs.get("encoding_format"))}
+    max_tokens = next((kwargs[key] for key in ("max_tokens", "max_completion_tokens", "max_output_tokens")
+                       if attribute_value(kwargs.get(key)) is not None), None)
+    return {
+        sc.GEN_AI_REQUEST_MAX_TOKENS: max_tokens,
+        sc.GEN_AI_REQUEST_TEMPERATURE: attribute_value(kwargs.get("temperature")),
+        sc.GEN_AI_REQUEST_TOP_P: attribute_value(kwargs.get("top_p")),
+        sc.GEN_AI_REQUEST_FREQUENCY_PENALTY: attribute_value(kwargs.get("frequency_penalty")),
+        sc.GEN_AI_REQUEST_PRESENCE_PENALTY: attribute_value(kwargs.get("presence_penalty")),
+        sc.GEN_AI_REQUEST_SEED: attribute_value(kwargs.get("seed")),
+        sc.GEN_AI_REQUEST_CHOICE_COUNT: attribute_value(kwargs.get("n")),
+        sc.GEN_AI_REQUEST_STOP_SEQUENCES: _listed(kwargs.get("stop")),
+    }
+
+
+def _listed(value: Any) -> list[str] | None:
+    """A single text as a one-item list (``stop="END"``), a list of text as it is."""
+    return [value] if isinstance(value, str) else attribute_value(value)
+
+
+def _input_messages(kwargs: Mapping[str, Any], api: str) -> Any:
+    if api == _CHAT:
+        return kwargs.get("messages")
+    if api == _RESPONSES:
+        return {"instructions": attribute_value(kwargs.get("instructions")), "input": kwargs.get("input")}
+    return None
+
+
+def _describe(call: ModelCall, response: Any, api: str) -> None:
+    """Record a complete response object (chat completion, Responses API response, embeddings list)."""
+    usage = getattr(response, "usage", None)
+    if api == _CHAT:
+        choices = getattr(response, "choices", None) or []
+        messages = [getattr(choice, "message", None) for choice in choices]
+        call.record_response(
+            model=getattr(response, "model", None),
+            response_id=getattr(response, "id", None),
+            finish_reasons=[choice.finish_reason for choice in choices if getattr(choice, "finish_reason", None)],
+            input_tokens=getattr(usage, "prompt_tokens", None),
+            output_tokens=getattr(usage, "completion_tokens", None),
+            tool_calls=[call_.function.name for message in messages
+                        for call_ in (getattr(message, "tool_calls", None) or []) if hasattr(call_, "function")],
+            output_messages=[_dump(message) for message in messages],
+        )
+    elif api == _RESPONSES:
+        output = getattr(response, "output", None) or []
+        call.record_response(
+            model=getattr(response, "model", None),
+            response_id=getattr(response, "id", None),
+            finish_reasons=[response.status] if getattr(response, "status", None) else [],
+            input_tokens=getattr(usage, "input_tokens", None),
+            output_tokens=getattr(usage, "output_tokens", None),
+            tool_calls=[item.name for item in output if getattr(item, "type", None) == "function_call"],
+            output_messages=[_dump(item) for item in output],
+        )
+    else:
+        call.record_response(model=getattr(response, "model", None),
+                             input_tokens=getattr(usage, "prompt_tokens", None))
+
+
+def _dump(item: Any) -> Any:
+    dump = getattr(item, "model_dump", None)
+    return dump(exclude_none=True) if callable(dump) else item
+
+
+class _StreamAccumulator:
+    """Adds up a stream's chunks (chat completion chunks or Responses API events) for its span."""
+
+    def __init__(self, call: ModelCall, api: str) -> None:
+        self._call = call
+        self._api = api
+        self._model: str | None = None
+        self._id: str | None = None
+        self._finish_reasons: list[str] = []
+        self._tools: list[str] = []
+        self._text: list[str] = []
+        self._usage: Any = None
+        self._completed: Any = None
+
+    def add(self, chunk: Any) -> None:
+        """Take what one chunk adds."""
+        if self._api == _RESPONSES:
+            if getattr(chunk, "type", None) in ("response.completed", "response.incomplete", "response.failed"):
+                self._completed = chunk.response
+            return
+        self._model = self._model or getattr(chunk, "model", None)
+        self._id = self._id or getattr(chunk, "id", None)
+        self._usage = getattr(chunk, "usage", None) or self._usage
+        for choice in getattr(chunk, "choices", None) or []:
+            if choice.finish_reason:
+                self._finish_reasons.append(choice.finish_reason)
+            delta = choice.delta
+            if delta is None:
+                continue
+            if delta.content:
+                self._text.append(delta.content)
+            for tool_call in delta.tool_calls or []:
+                if tool_call.function is not None and tool_call.function.name:
+                    self._tools.append(tool_call.function.name)
+
+    def record(self) -> None:
+        """Record the whole stream on the span (called once, as it ends)."""
+        if self._api == _RESPONSES:
+            if self._completed is not None:
+                _describe(self._call, self._completed, _RESPONSES)
+            return
+        self._call.record_response(
+            model=self._model,
+            response_id=self._id,
+            finish_reasons=self._finish_reasons,
+            input_tokens=getattr(self._usage, "prompt_tokens", None),
+            output_tokens=getattr(self._usage, "completion_tokens", None),
+            tool_calls=self._tools,
+            output_messages=[{"role": "assistant", "content": "".join(self._text)}],
+        )
