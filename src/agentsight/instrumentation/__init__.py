@@ -21,6 +21,9 @@ logger = logging.getLogger("agentsight.instrumentation")
 INSTRUMENTORS: dict[str, str] = {
     "openai": "agentsight.instrumentation.openai:OpenAIInstrumentor",
     "anthropic": "agentsight.instrumentation.anthropic:AnthropicInstrumentor",
+    "groq": "agentsight.instrumentation.groq:GroqInstrumentor",
+    "mistralai": "agentsight.instrumentation.mistralai:MistralAIInstrumentor",
+    "ollama": "agentsight.instrumentation.ollama:OllamaInstrumentor",
 }
 """Library name -> ``module:class`` of its instrumentor (entry point ``agentsight_<library>``)."""
 

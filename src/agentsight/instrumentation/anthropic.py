@@ -28,6 +28,7 @@ from agentsight.instrumentation.genai import (
     ModelCall,
     StreamWrapper,
     attribute_value,
+    field,
     is_raw_response,
     model_call_wrapper,
     running,
@@ -129,26 +130,21 @@ def _json_body(response: Any) -> Any:
         return None
 
 
-def _field(value: Any, name: str) -> Any:
-    """A field of a response object or of its JSON (``None`` when missing)."""
-    return value.get(name) if isinstance(value, Mapping) else getattr(value, name, None)
-
-
 def _describe(call: ModelCall, message: Any) -> None:
     """Record a message (a ``Message``, its JSON, or what a stream's events added up to)."""
-    usage = _field(message, "usage")
-    input_tokens = _field(usage, "input_tokens")
+    usage = field(message, "usage")
+    input_tokens = field(usage, "input_tokens")
     if isinstance(input_tokens, int):
-        input_tokens += sum(_field(usage, key) or 0 for key in _CACHE_INPUT_TOKENS)
-    stop_reason = _field(message, "stop_reason")
-    content = _field(message, "content") or []
-    tools = [_field(block, "name") for block in content if _field(block, "type") in _TOOL_USE_BLOCKS]
+        input_tokens += sum(field(usage, key) or 0 for key in _CACHE_INPUT_TOKENS)
+    stop_reason = field(message, "stop_reason")
+    content = field(message, "content") or []
+    tools = [field(block, "name") for block in content if field(block, "type") in _TOOL_USE_BLOCKS]
     call.record_response(
-        model=_field(message, "model"),
-        response_id=_field(message, "id"),
+        model=field(message, "model"),
+        response_id=field(message, "id"),
         finish_reasons=[stop_reason] if stop_reason else [],
         input_tokens=input_tokens if isinstance(input_tokens, int) else None,
-        output_tokens=_field(usage, "output_tokens"),
+        output_tokens=field(usage, "output_tokens"),
         tool_calls=[name for name in tools if isinstance(name, str)],
         output_messages=[{"role": "assistant", "content": content}],
     )

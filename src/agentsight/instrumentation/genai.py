@@ -7,6 +7,7 @@ OpenTelemetry set-up; outside a turn it goes to the instrumentor's tracer provid
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import os
@@ -18,8 +19,9 @@ from typing import Any
 import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from wrapt import wrap_function_wrapper
 
 from agentsight import jsonsafe
 from agentsight import semconv as sc
@@ -179,6 +181,50 @@ def model_call_wrapper(start: Start, finish: Finish, is_async: bool) -> Callable
         return finish(call, result, kwargs)
 
     return sync_wrapper
+
+
+_NAMEABLE = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def wrap_method(module: str, cls: str, method: str, start: Start, finish: Finish) -> None:
+    """Wrap ``module.cls.method`` (sync or ``async def``) with :func:`model_call_wrapper`.
+
+    Arguments given by position are passed on by name, so ``start`` and ``finish`` see them all
+    (``client.chat("llama3.2", messages)``), when every parameter can be named.
+    """
+    function = getattr(getattr(importlib.import_module(module), cls), method)
+    signature = inspect.signature(function)
+    nameable = all(parameter.kind in _NAMEABLE for parameter in signature.parameters.values())
+    self_name = next(iter(signature.parameters))
+    wrapper = model_call_wrapper(start, finish, inspect.iscoroutinefunction(function))
+
+    def by_name(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if args and nameable:
+            try:
+                kwargs = signature.bind(instance, *args, **kwargs).arguments
+            except TypeError:  # the client rejects these arguments itself
+                pass
+            else:
+                del kwargs[self_name]
+                args = ()
+        return wrapper(wrapped, instance, args, kwargs)
+
+    wrap_function_wrapper(module, f"{cls}.{method}", by_name)
+
+
+def unwrap_method(module: str, cls: str, method: str) -> None:
+    """Undo :func:`wrap_method`."""
+    unwrap(getattr(importlib.import_module(module), cls), method)
+
+
+def field(value: Any, name: str) -> Any:
+    """A field of a response object or of a mapping (``None`` when missing, or when ``value`` is)."""
+    return value.get(name) if isinstance(value, Mapping) else getattr(value, name, None)
+
+
+def text_list(value: Any) -> list[str] | None:
+    """A single text as a one-item list (``stop="END"``), a list of text as it is, else ``None``."""
+    return [value] if isinstance(value, str) else attribute_value(value)
 
 
 @contextmanager

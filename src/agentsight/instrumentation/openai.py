@@ -22,10 +22,12 @@ from agentsight.instrumentation.genai import (
     ModelCall,
     StreamWrapper,
     attribute_value,
+    field,
     is_raw_response,
     model_call_wrapper,
     server_attributes,
     start_model_call,
+    text_list,
 )
 
 # Hosts of OpenAI-compatible APIs whose provider name is known (GenAI semantic convention values).
@@ -119,7 +121,7 @@ def _wrapper(tracer: trace.Tracer, api: str, is_async: bool, provider: Callable[
 
 def _request_attributes(kwargs: Mapping[str, Any], api: str) -> dict[str, Any]:
     if api == _EMBEDDINGS:
-        return {sc.GEN_AI_REQUEST_ENCODING_FORMATS: _listed(kwargs.get("encoding_format"))}
+        return {sc.GEN_AI_REQUEST_ENCODING_FORMATS: text_list(kwargs.get("encoding_format"))}
     max_tokens = next((kwargs[key] for key in ("max_tokens", "max_completion_tokens", "max_output_tokens")
                        if attribute_value(kwargs.get(key)) is not None), None)
     return {
@@ -130,13 +132,8 @@ def _request_attributes(kwargs: Mapping[str, Any], api: str) -> dict[str, Any]:
         sc.GEN_AI_REQUEST_PRESENCE_PENALTY: attribute_value(kwargs.get("presence_penalty")),
         sc.GEN_AI_REQUEST_SEED: attribute_value(kwargs.get("seed")),
         sc.GEN_AI_REQUEST_CHOICE_COUNT: attribute_value(kwargs.get("n")),
-        sc.GEN_AI_REQUEST_STOP_SEQUENCES: _listed(kwargs.get("stop")),
+        sc.GEN_AI_REQUEST_STOP_SEQUENCES: text_list(kwargs.get("stop")),
     }
-
-
-def _listed(value: Any) -> list[str] | None:
-    """A single text as a one-item list (``stop="END"``), a list of text as it is."""
-    return [value] if isinstance(value, str) else attribute_value(value)
 
 
 def _input_messages(kwargs: Mapping[str, Any], api: str) -> Any:
@@ -206,7 +203,8 @@ class _StreamAccumulator:
             return
         self._model = self._model or getattr(chunk, "model", None)
         self._id = self._id or getattr(chunk, "id", None)
-        self._usage = getattr(chunk, "usage", None) or self._usage
+        # Groq sends a stream's usage unasked, in ``x_groq``; OpenAI in the chunk asked for with include_usage.
+        self._usage = getattr(chunk, "usage", None) or field(field(chunk, "x_groq"), "usage") or self._usage
         for choice in getattr(chunk, "choices", None) or []:
             if choice.finish_reason:
                 self._finish_reasons.append(choice.finish_reason)
