@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: test demo bench lint clean
+.PHONY: test demo bench bench-llm clean
 
 $(VENV)/.test: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,5 +22,8 @@ demo: $(VENV)/.test
 bench: $(VENV)/.test
 	$(PY) bench/run.py $(ARGS)
 
+bench-llm: $(VENV)/.test
+	$(PY) bench/llm_overhead.py $(ARGS)
+
 clean:
-	rm -rf $(VENV) bench/.upstream-venv
+	rm -rf $(VENV) bench/.upstream-venv bench/.official-venv

@@ -7,13 +7,19 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentsight import ConversationTracker
 from agentsight.config import DeliverySettings
 from agentsight.local_server import LocalAgentSightServer
+from tests.fake_llm import FakeLLMServer
 
 # Trackers would instrument the installed LLM clients on creation; instrumentation tests do it themselves.
 os.environ["AGENTSIGHT_AUTO_INSTRUMENT"] = "false"
@@ -51,6 +57,28 @@ def make_tracker(api: LocalAgentSightServer) -> Iterator[Callable[..., Conversat
 def tracker(make_tracker: Callable[..., ConversationTracker]) -> ConversationTracker:
     """A tracker delivering to the local API."""
     return make_tracker()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeLLMServer]:
+    """A fake LLM provider (OpenAI, Anthropic, Groq, Mistral, Ollama APIs) on 127.0.0.1."""
+    with FakeLLMServer() as server:
+        yield server
+
+
+@contextmanager
+def instrumented(*instrumentors: type[BaseInstrumentor]) -> Iterator[InMemorySpanExporter]:
+    """Instrument with a tracer provider whose finished spans can be read; uninstrument afterwards."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    for instrumentor in instrumentors:
+        instrumentor().instrument(tracer_provider=provider)
+    try:
+        yield exporter
+    finally:
+        for instrumentor in instrumentors:
+            instrumentor().uninstrument()
 
 
 def bodies(server: LocalAgentSightServer, path: str) -> list[dict]:

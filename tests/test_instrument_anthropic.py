@@ -22,7 +22,7 @@ from agentsight import ConversationTracker
 from agentsight.attribution import ModelCallAttribution
 from agentsight.instrumentation.anthropic import AnthropicInstrumentor
 from agentsight.local_server import LocalAgentSightServer
-from tests.conftest import bodies
+from tests.conftest import bodies, instrumented
 from tests.fake_llm import ANTHROPIC_USAGE, REPLY_TEXT, TOOL_INPUT, FakeLLMServer
 
 MODEL = "claude-x"
@@ -36,18 +36,8 @@ INPUT, OUTPUT = ANTHROPIC_USAGE["input_tokens"], ANTHROPIC_USAGE["output_tokens"
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """Instrument anthropic with a provider whose finished spans the test can read."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    AnthropicInstrumentor().instrument(tracer_provider=provider)
-    yield exporter
-    AnthropicInstrumentor().uninstrument()
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
+    with instrumented(AnthropicInstrumentor) as exporter:
+        yield exporter
 
 
 @pytest.fixture

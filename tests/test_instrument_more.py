@@ -14,8 +14,7 @@ import pytest
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -24,7 +23,7 @@ from agentsight.instrumentation.groq import GroqInstrumentor
 from agentsight.instrumentation.mistralai import MistralAIInstrumentor
 from agentsight.instrumentation.ollama import OllamaInstrumentor
 from agentsight.local_server import LocalAgentSightServer
-from tests.conftest import bodies, run_script
+from tests.conftest import bodies, instrumented, run_script
 from tests.fake_llm import CHAT_USAGE, MISTRAL_USAGE, OLLAMA_USAGE, REPLY_TEXT, FakeLLMServer
 
 if TYPE_CHECKING:
@@ -49,20 +48,8 @@ INSTRUMENTORS: tuple[type[BaseInstrumentor], ...] = (GroqInstrumentor, MistralAI
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """Instrument the three clients with a provider whose finished spans the test can read."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    for instrumentor in INSTRUMENTORS:
-        instrumentor().instrument(tracer_provider=provider)
-    yield exporter
-    for instrumentor in INSTRUMENTORS:
-        instrumentor().uninstrument()
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
+    with instrumented(*INSTRUMENTORS) as exporter:
+        yield exporter
 
 
 @pytest.fixture

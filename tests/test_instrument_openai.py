@@ -12,15 +12,14 @@ from pathlib import Path
 import openai
 import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agentsight import ConversationTracker
 from agentsight.instrumentation.openai import OpenAIInstrumentor
 from agentsight.local_server import LocalAgentSightServer
-from tests.conftest import API_KEY, bodies, run_script
+from tests.conftest import API_KEY, bodies, instrumented, run_script
 from tests.fake_llm import FakeLLMServer
 
 MESSAGES = [{"role": "user", "content": "Where is my order?"}]
@@ -30,18 +29,8 @@ TOOLS = [{"type": "function", "function": {"name": "get_order", "parameters": {"
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """Instrument openai with a provider whose finished spans the test can read."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    OpenAIInstrumentor().instrument(tracer_provider=provider)
-    yield exporter
-    OpenAIInstrumentor().uninstrument()
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
+    with instrumented(OpenAIInstrumentor) as exporter:
+        yield exporter
 
 
 @pytest.fixture
