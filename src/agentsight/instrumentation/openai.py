@@ -193,6 +193,7 @@ class _StreamAccumulator:
         self._tools: list[str] = []
         self._text: list[str] = []
         self._usage: Any = None
+        self._last: Any = None
         self._completed: Any = None
 
     def add(self, chunk: Any) -> None:
@@ -203,8 +204,8 @@ class _StreamAccumulator:
             return
         self._model = self._model or getattr(chunk, "model", None)
         self._id = self._id or getattr(chunk, "id", None)
-        # Groq sends a stream's usage unasked, in ``x_groq``; OpenAI in the chunk asked for with include_usage.
-        self._usage = getattr(chunk, "usage", None) or field(field(chunk, "x_groq"), "usage") or self._usage
+        self._usage = getattr(chunk, "usage", None) or self._usage
+        self._last = chunk
         for choice in getattr(chunk, "choices", None) or []:
             if choice.finish_reason:
                 self._finish_reasons.append(choice.finish_reason)
@@ -223,12 +224,15 @@ class _StreamAccumulator:
             if self._completed is not None:
                 _describe(self._call, self._completed, _RESPONSES)
             return
+        # OpenAI sends a stream's usage in the chunk asked for with include_usage; Groq, unasked, in the last
+        # chunk's ``x_groq`` (read once here: an unknown attribute of a pydantic chunk is slow to look up).
+        usage = self._usage or field(field(self._last, "x_groq"), "usage")
         self._call.record_response(
             model=self._model,
             response_id=self._id,
             finish_reasons=self._finish_reasons,
-            input_tokens=getattr(self._usage, "prompt_tokens", None),
-            output_tokens=getattr(self._usage, "completion_tokens", None),
+            input_tokens=getattr(usage, "prompt_tokens", None),
+            output_tokens=getattr(usage, "completion_tokens", None),
             tool_calls=self._tools,
             output_messages=[{"role": "assistant", "content": "".join(self._text)}],
         )
