@@ -3,6 +3,8 @@
 A span processor, so it counts GenAI spans from any instrumentation (ours or the official
 OpenTelemetry ones) that follow the GenAI semantic conventions. A GenAI span whose parent is
 itself a GenAI span (a client's own span inside an instrumented call) is not counted again.
+Every GenAI span starting in a turn gets the turn's ``agentsight.conversation.id``: the OTLP
+bridge then knows it was accounted for where it was made.
 """
 
 from __future__ import annotations
@@ -47,8 +49,11 @@ class ModelCallAttribution(SpanProcessor):
         if self._ignore_scope is not None and scope is not None and scope.name == self._ignore_scope:
             return
         turn = current_turn(parent_context)
-        parent = trace.get_current_span(parent_context)
-        if turn is None or is_model_call(getattr(parent, "attributes", None)):
+        if turn is None:
+            return
+        # Marks the call as accounted for by this turn, for an OTLP receiver of it (the bridge).
+        span.set_attribute(sc.CONVERSATION_ID, turn.conversation_id)
+        if is_model_call(getattr(trace.get_current_span(parent_context), "attributes", None)):
             return
         with self._lock:
             self._in_turn[span.context.span_id] = turn
@@ -72,16 +77,29 @@ class ModelCallAttribution(SpanProcessor):
 
 def add_model_call(turn: ConversationTurn, span: ReadableSpan) -> None:
     """Record a finished model call in ``turn``: its token usage and an action describing it."""
+    turn.add_usage(model_call_usage(span))
+    turn.add_event(sc.ACTION_EVENT, model_call_action(span, format(span.context.span_id, "016x")))
+
+
+def model_call_usage(span: Any) -> dict[str, int]:
+    """The token usage a finished GenAI span adds to its turn (embeddings count as embedding tokens)."""
     attributes = span.attributes or {}
     input_tokens = int(attributes.get(sc.GEN_AI_USAGE_INPUT_TOKENS, 0) or 0)
     output_tokens = int(attributes.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS, 0) or 0)
+    if attributes.get(sc.GEN_AI_OPERATION_NAME) == sc.OPERATION_EMBEDDINGS:
+        return {"embedding_tokens": input_tokens, "total_tokens": input_tokens}
+    return {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens}
+
+
+def model_call_action(span: Any, span_id: str) -> dict[str, Any]:
+    """Attributes of the action event describing a finished GenAI span (``span_id`` in hex).
+
+    Takes an SDK span or a span received over OTLP: both have ``attributes``, times and ``status``.
+    The span id lets a receiver of the turn tell which model calls it already holds.
+    """
+    attributes = span.attributes or {}
     operation = str(attributes.get(sc.GEN_AI_OPERATION_NAME))
-    if operation == sc.OPERATION_EMBEDDINGS:
-        usage = {"embedding_tokens": input_tokens, "total_tokens": input_tokens}
-    else:
-        usage = {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
-                 "total_tokens": input_tokens + output_tokens}
-    turn.add_usage(usage)
     provider = attributes.get(sc.GEN_AI_PROVIDER_NAME) or attributes.get(sc.GEN_AI_SYSTEM) or "unknown"
     model = attributes.get(sc.GEN_AI_RESPONSE_MODEL) or attributes.get(sc.GEN_AI_REQUEST_MODEL) or "unknown"
     metadata = {
@@ -91,12 +109,13 @@ def add_model_call(turn: ConversationTurn, span: ReadableSpan) -> None:
         "response_model": attributes.get(sc.GEN_AI_RESPONSE_MODEL),
         "response_id": attributes.get(sc.GEN_AI_RESPONSE_ID),
         "finish_reasons": list(attributes.get(sc.GEN_AI_RESPONSE_FINISH_REASONS, ())),
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
+        "input_tokens": int(attributes.get(sc.GEN_AI_USAGE_INPUT_TOKENS, 0) or 0),
+        "output_tokens": int(attributes.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS, 0) or 0),
     }
     action: dict[str, Any] = {
         sc.ACTION_NAME: f"{operation} {provider}/{model}",
         sc.METADATA: jsonsafe.dumps(metadata),
+        sc.MODEL_CALL_SPAN_ID: span_id,
     }
     if span.start_time is not None and span.end_time is not None:
         action[sc.ACTION_STARTED_AT] = iso_timestamp(span.start_time)
@@ -107,4 +126,4 @@ def add_model_call(turn: ConversationTurn, span: ReadableSpan) -> None:
         action[sc.ACTION_TOOLS_USED] = jsonsafe.dumps({"requested": list(tools)})
     if span.status.status_code is StatusCode.ERROR:
         action[sc.ACTION_ERROR_MSG] = span.status.description or str(attributes.get(sc.ERROR_TYPE, "error"))
-    turn.add_event(sc.ACTION_EVENT, action)
+    return action

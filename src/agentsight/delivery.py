@@ -182,6 +182,15 @@ class DeliveryClient:
             )
         return not full
 
+    def has_room(self, fraction: float = 0.9) -> bool:
+        """Whether the queue is below ``fraction`` of both of its limits (room for a typical request)."""
+        with self._lock:
+            return (
+                not self._closing
+                and self._queued_payloads < self._settings.max_queue_size * fraction
+                and self._queued_bytes < self._settings.max_queue_bytes * fraction
+            )
+
     def flush(self, timeout: float | None = None) -> FlushResult:
         """Wait until everything submitted so far is delivered or given up on, or ``timeout`` passes.
 

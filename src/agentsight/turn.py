@@ -86,7 +86,7 @@ class ConversationTurn:
             for key in totals:
                 totals[key] += usage.get(key, 0)
             self._usage = totals
-        self.add_event(sc.TOKEN_USAGE_EVENT, {attribute: usage.get(key, 0) for key, attribute in sc.USAGE_FIELDS})
+        self.add_event(sc.TOKEN_USAGE_EVENT, usage_event_attributes(usage))
 
     def usage(self) -> dict[str, int]:
         """The token sums tracked so far in this turn (empty when none were)."""
@@ -96,6 +96,11 @@ class ConversationTurn:
     def end(self) -> None:
         """End the span, which sends the turn."""
         self.span.end()
+
+
+def usage_event_attributes(usage: Mapping[str, int]) -> dict[str, int]:
+    """The attributes of a token usage event adding ``usage`` (missing counts are 0)."""
+    return {attribute: usage.get(key, 0) for key, attribute in sc.USAGE_FIELDS}
 
 
 def _running_task_or_thread() -> object:

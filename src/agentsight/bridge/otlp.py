@@ -1,0 +1,88 @@
+"""OTLP trace protobufs into plain span objects the translator reads (no SDK objects involved)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.trace import Status, StatusCode
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    """A span event as received."""
+
+    name: str
+    attributes: dict[str, Any]
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    """A span as received: what :mod:`agentsight.translator` and the bridge read of it."""
+
+    name: str
+    attributes: dict[str, Any]
+    events: tuple[ReceivedEvent, ...]
+    start_time: int
+    end_time: int
+    trace_id: bytes = b""
+    span_id: bytes = b""
+    parent_span_id: bytes = b""
+    scope: str = ""
+    status_code: int = 0
+    status_message: str = ""
+    links: tuple[Any, ...] = field(default=())
+
+    @property
+    def status(self) -> Status:
+        """The span's status as the SDK models it (OTLP and SDK status codes share their numbers)."""
+        code = StatusCode(self.status_code)
+        return Status(code, self.status_message or None) if code is StatusCode.ERROR else Status(code)
+
+
+def decode_request(request: ExportTraceServiceRequest) -> Iterator[ReceivedSpan]:
+    """Every span of an export request, in order."""
+    for resource_spans in request.resource_spans:
+        for scope_spans in resource_spans.scope_spans:
+            scope = scope_spans.scope.name
+            for span in scope_spans.spans:
+                yield ReceivedSpan(
+                    name=span.name,
+                    attributes=decode_attributes(span.attributes),
+                    events=tuple(
+                        ReceivedEvent(event.name, decode_attributes(event.attributes), event.time_unix_nano)
+                        for event in span.events
+                    ),
+                    start_time=span.start_time_unix_nano,
+                    end_time=span.end_time_unix_nano,
+                    trace_id=span.trace_id,
+                    span_id=span.span_id,
+                    parent_span_id=span.parent_span_id,
+                    scope=scope,
+                    status_code=span.status.code,
+                    status_message=span.status.message,
+                )
+
+
+def decode_attributes(attributes: Any) -> dict[str, Any]:
+    """OTLP ``KeyValue`` list to a dict of Python values (arrays as tuples, as the SDK keeps them)."""
+    return {item.key: decode_value(item.value) for item in attributes}
+
+
+def decode_value(value: AnyValue) -> Any:
+    """One OTLP ``AnyValue``."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return tuple(decode_value(item) for item in value.array_value.values)
+    if kind == "kvlist_value":
+        return {item.key: decode_value(item.value) for item in value.kvlist_value.values}
+    return getattr(value, kind)
+
+
+__all__ = ["ExportTraceServiceRequest", "KeyValue", "ReceivedEvent", "ReceivedSpan", "decode_request"]

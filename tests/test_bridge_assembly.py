@@ -1,0 +1,103 @@
+"""Turn assembly in the bridge: spans of one turn arriving apart give the in-process result, once."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from agentsight import semconv as sc
+from agentsight.bridge.assembly import TurnAssembler
+from agentsight.bridge.otlp import ReceivedEvent, ReceivedSpan
+from agentsight.translator import translate
+
+TRACE = b"\x01" * 16
+SECOND = 1_000_000_000
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _turn(*events: ReceivedEvent, trace_id: bytes = TRACE) -> ReceivedSpan:
+    return ReceivedSpan(sc.CONVERSATION_SPAN, {sc.CONVERSATION_ID: "conv-a", sc.IS_USED: True}, events,
+                        start_time=10 * SECOND, end_time=20 * SECOND, trace_id=trace_id, span_id=b"\x0a" * 8)
+
+
+def _call(span_id: int, tokens: int, parent: int = 10, start: int = 12, **attributes: object) -> ReceivedSpan:
+    return ReceivedSpan(
+        "chat m",
+        {sc.GEN_AI_OPERATION_NAME: "chat", sc.GEN_AI_PROVIDER_NAME: "openai", sc.GEN_AI_REQUEST_MODEL: "m",
+         sc.GEN_AI_USAGE_INPUT_TOKENS: tokens, sc.GEN_AI_USAGE_OUTPUT_TOKENS: 1, **attributes},
+        (), start_time=start * SECOND, end_time=(start + 1) * SECOND, trace_id=TRACE,
+        span_id=bytes([span_id]) * 8, parent_span_id=bytes([parent]) * 8,
+    )
+
+
+def _usage_and_actions(turn: ReceivedSpan) -> tuple[dict[str, int], list[str]]:
+    payloads = translate(turn)
+    assert payloads is not None
+    actions = [p.body for p in payloads.items if p.kind == "action"]
+    return actions[-1]["metadata"], [a["action_name"] for a in actions[:-1]]
+
+
+def test_calls_sent_before_and_after_their_turn_join_it_once() -> None:
+    clock = Clock()
+    assembler = TurnAssembler(grace=2, clock=clock)
+    assembler.add([_call(1, 100)])
+    assembler.add([_turn(ReceivedEvent(sc.MESSAGE_EVENT, {sc.MESSAGE_SENDER: "end_user",
+                                                          sc.MESSAGE_CONTENT: "hi"}, 11 * SECOND))])
+    assert assembler.due() == [], "the turn waits its grace period"
+    clock.now = 1
+    assembler.add([_call(2, 10)])
+    clock.now = 2
+    (turn,) = assembler.due()
+    usage, calls = _usage_and_actions(turn)
+    assert usage == {"prompt_tokens": 110, "completion_tokens": 2, "total_tokens": 112, "embedding_tokens": 0}
+    assert calls == ["chat openai/m", "chat openai/m"]
+    assert assembler.stats.model_calls_joined == 2 and assembler.stats.model_calls_waiting == 0
+
+
+def test_calls_accounted_for_in_process_or_nested_are_not_counted_again() -> None:
+    clock = Clock()
+    assembler = TurnAssembler(grace=0, clock=clock)
+    held_action = {sc.ACTION_NAME: "chat openai/m", sc.MODEL_CALL_SPAN_ID: (b"\x03" * 8).hex()}
+    assembler.add([
+        _call(3, 1000),  # already an action of the turn (its events name it)
+        _call(4, 1000, parent=3),  # the client's own span inside that call
+        _call(5, 1000, **{sc.CONVERSATION_ID: "conv-a"}),  # marked in-process
+        _call(6, 7),
+        _call(7, 1000, parent=6),  # nested in a call that joins
+        _call(8, 1000, start=30),  # outside the turn's time
+        _turn(ReceivedEvent(sc.ACTION_EVENT, held_action, 13 * SECOND)),
+    ])
+    (turn,) = assembler.due()
+    usage, calls = _usage_and_actions(turn)
+    assert usage["prompt_tokens"] == 7
+    assert calls == ["chat openai/m", "chat openai/m"], "the held one and the joined one"
+
+
+def test_waiting_calls_are_bounded_in_age_and_count(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="agentsight.bridge")
+    clock = Clock()
+    assembler = TurnAssembler(grace=0, max_wait=10, max_waiting_calls=3, clock=clock)
+    assembler.add([ReceivedSpan(**{**_call(1, 1).__dict__, "trace_id": bytes([n]) * 16}) for n in range(5)])
+    assert assembler.stats.model_calls_waiting == 3 and assembler.stats.model_calls_expired == 2
+    clock.now = 11
+    assembler.due()
+    assert assembler.stats.model_calls_waiting == 0 and assembler.stats.model_calls_expired == 5
+    assert any("dropped" in record.getMessage() for record in caplog.records)
+
+
+def test_drain_delivers_turns_still_in_their_grace() -> None:
+    assembler = TurnAssembler(grace=60, clock=Clock())
+    assembler.add([_turn(), _call(1, 5)])
+    assert assembler.due() == []
+    (turn,) = assembler.drain()
+    assert _usage_and_actions(turn)[0]["prompt_tokens"] == 5
