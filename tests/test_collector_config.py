@@ -1,0 +1,478 @@
+"""Structural tests of the OpenTelemetry Collector configurations in ``collector-config/``.
+
+No Collector binary runs on the build machine, so these check what ``otelcol-contrib validate`` would
+catch and what the design promises: every referenced component is defined and every defined one used,
+component types exist in the targeted release, current (not deprecated) names, ``${env:...}``
+substitution only, trace-ID load balancing and a persistent queue towards the bridges, and the general
+backend never receiving AgentSight message content or the customer IP.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import agentsight.semconv as sc
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "collector-config"
+CONFIG_FILES = sorted(CONFIG_DIR.glob("*.yaml"))
+EXPECTED_FILES = {"agent.yaml", "gateway.yaml"}
+
+# The distribution the configs target: its manifest is
+# opentelemetry-collector-releases, tag v0.159.0, distributions/otelcol-contrib/manifest.yaml.
+OTELCOL_CONTRIB_VERSION = "0.159.0"
+
+_CORE = "go.opentelemetry.io/collector"
+_CONTRIB = "github.com/open-telemetry/opentelemetry-collector-contrib"
+
+# Component types accepted by otelcol-contrib v0.159.0, by config section, with the manifest module
+# that provides each. A curated part of the manifest (the components an agent/gateway tier uses), each
+# type read from the module's metadata.yaml. To use another component, check that its module is in the
+# v0.159.0 manifest, take `type:` (and any `deprecated_type:`) from its metadata.yaml, and add it here.
+COMPONENT_TYPES: dict[str, dict[str, str]] = {
+    "receivers": {
+        "otlp": f"{_CORE}/receiver/otlpreceiver",
+        "nop": f"{_CORE}/receiver/nopreceiver",
+    },
+    "processors": {
+        "batch": f"{_CORE}/processor/batchprocessor",
+        "memory_limiter": f"{_CORE}/processor/memorylimiterprocessor",
+        "filter": f"{_CONTRIB}/processor/filterprocessor",
+        "transform": f"{_CONTRIB}/processor/transformprocessor",
+        "redaction": f"{_CONTRIB}/processor/redactionprocessor",
+    },
+    "exporters": {
+        "otlp_grpc": f"{_CORE}/exporter/otlpexporter",
+        "otlp_http": f"{_CORE}/exporter/otlphttpexporter",
+        "debug": f"{_CORE}/exporter/debugexporter",
+        "nop": f"{_CORE}/exporter/nopexporter",
+        "load_balancing": f"{_CONTRIB}/exporter/loadbalancingexporter",
+    },
+    "extensions": {
+        "health_check": f"{_CONTRIB}/extension/healthcheckextension",
+        "file_storage": f"{_CONTRIB}/extension/storage/filestorage",
+        "bearertokenauth": f"{_CONTRIB}/extension/bearertokenauthextension",
+        "zpages": f"{_CORE}/extension/zpagesextension",
+    },
+    "connectors": {
+        "forward": f"{_CORE}/connector/forwardconnector",
+        "routing": f"{_CONTRIB}/connector/routingconnector",
+    },
+}
+# Old names the release still accepts as aliases (with a warning): valid, but not to be used.
+DEPRECATED_TYPES: dict[str, dict[str, str]] = {
+    "exporters": {"otlp": "otlp_grpc", "otlphttp": "otlp_http", "loadbalancing": "load_balancing"},
+}
+
+SECTIONS = ("receivers", "processors", "exporters", "connectors", "extensions")
+SIGNALS = ("traces", "metrics", "logs", "profiles")
+PIPELINE_NAME = re.compile(rf"^({'|'.join(SIGNALS)})(/[^/\s]+)?$")
+
+# `${env:NAME}` or `${env:NAME:-default}`; `$$` is a literal dollar sign.
+ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
+
+BRIDGE_PIPELINE = "traces/agentsight"
+BACKEND_PIPELINE = "traces/backend"
+BRIDGE_TOKEN = "${env:AGENTSIGHT_BRIDGE_TOKEN}"
+BACKEND_ENDPOINT = "${env:TRACING_BACKEND_ENDPOINT}"
+
+# What the general backend must never receive, named from our semantic conventions so that a renamed
+# attribute fails here until the configs follow.
+CONTENT_KEYS = (
+    sc.MESSAGE_CONTENT,
+    sc.ATTACHMENTS_FILES,
+    sc.ACTION_RESPONSE,
+    sc.GEN_AI_INPUT_MESSAGES,
+    sc.GEN_AI_OUTPUT_MESSAGES,
+)
+IP_KEYS = (sc.CUSTOMER_IP_ADDRESS,)
+STRIPPED_KEYS = CONTENT_KEYS + IP_KEYS
+
+DELETE_KEY = re.compile(r'^delete_key\((span|spanevent)\.attributes,\s*"([^"]+)"\)$')
+OTTL_CONTEXT_PATH = re.compile(r"\b(span|spanevent)\.")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def load(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)
+    assert isinstance(config, dict), f"{path.name}: top level is not a mapping"
+    return config
+
+
+def section(config: dict[str, Any], name: str) -> dict[str, Any]:
+    return config.get(name) or {}
+
+
+def component_type(component_id: str) -> str:
+    return component_id.split("/", 1)[0]
+
+
+def pipelines(config: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
+    return section(section(config, "service"), "pipelines")
+
+
+def enabled_extensions(config: dict[str, Any]) -> list[str]:
+    return list(section(config, "service").get("extensions") or [])
+
+
+def walk(node: Any) -> Iterator[tuple[Any, Any]]:
+    """Every (key, value) pair in a parsed YAML tree, depth first (list items have key None)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key, value
+            yield from walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield None, item
+            yield from walk(item)
+
+
+def strings(node: Any) -> Iterator[str]:
+    for key, value in walk(node):
+        if isinstance(key, str):
+            yield key
+        if isinstance(value, str):
+            yield value
+
+
+def extension_references(config: dict[str, Any]) -> set[str]:
+    """Extension IDs named inside component configs (authenticators, storage of queues and receivers)."""
+    refs: set[str] = set()
+    for name in ("receivers", "processors", "exporters", "connectors", "extensions"):
+        for key, value in walk(section(config, name)):
+            if key in ("authenticator", "storage") and isinstance(value, str):
+                refs.add(value)
+    return refs
+
+
+def is_enabled(settings: dict[str, Any] | None) -> bool:
+    return settings is not None and settings.get("enabled", True) is not False
+
+
+def exporter_targets(config: dict[str, Any], pipeline_ids: list[str]) -> set[str]:
+    return {exporter for pid in pipeline_ids for exporter in pipelines(config)[pid].get("exporters", [])}
+
+
+def transform_groups(trace_statements: list[Any]) -> list[list[str]]:
+    """Statement groups as the transform processor parses them: plain strings form one group."""
+    plain = [item for item in trace_statements if isinstance(item, str)]
+    groups = [plain] if plain else []
+    groups += [list(item.get("statements") or []) for item in trace_statements if isinstance(item, dict)]
+    return groups
+
+
+def deleted_keys(processor: dict[str, Any]) -> set[tuple[str, str]]:
+    """(context, key) pairs a transform processor deletes unconditionally from trace attributes."""
+    pairs: set[tuple[str, str]] = set()
+    for group in transform_groups(processor.get("trace_statements") or []):
+        for statement in group:
+            match = DELETE_KEY.match(statement.strip())
+            if match:
+                pairs.add((match.group(1), match.group(2)))
+    return pairs
+
+
+def gateway() -> dict[str, Any]:
+    return load(CONFIG_DIR / "gateway.yaml")
+
+
+def agent() -> dict[str, Any]:
+    return load(CONFIG_DIR / "agent.yaml")
+
+
+config_files = pytest.mark.parametrize("path", CONFIG_FILES, ids=[p.name for p in CONFIG_FILES])
+
+
+# ------------------------------------------------------------------------------------ every config file
+
+
+def test_expected_files_exist() -> None:
+    assert EXPECTED_FILES <= {p.name for p in CONFIG_FILES}
+    assert (CONFIG_DIR / "README.md").is_file()
+
+
+@config_files
+def test_parses_with_a_service_and_pipelines(path: Path) -> None:
+    config = load(path)
+    unknown = set(config) - {*SECTIONS, "service"}
+    assert not unknown, f"{path.name}: unknown top-level sections {unknown}"
+    assert pipelines(config), f"{path.name}: no service.pipelines"
+    for key, value in walk(config):
+        assert key != "" and value != "", f"{path.name}: empty key or value near {key!r}"
+
+
+@config_files
+def test_pipeline_names_use_signal_types(path: Path) -> None:
+    for pid in pipelines(load(path)):
+        assert PIPELINE_NAME.match(pid), f"{path.name}: pipeline {pid!r} is not <signal>[/name] with {SIGNALS}"
+
+
+@config_files
+def test_every_referenced_component_is_defined(path: Path) -> None:
+    config = load(path)
+    receivers, processors = section(config, "receivers"), section(config, "processors")
+    exporters, connectors = section(config, "exporters"), section(config, "connectors")
+    for pid, pipeline in pipelines(config).items():
+        assert pipeline.get("receivers"), f"{path.name}: {pid} has no receivers"
+        assert pipeline.get("exporters"), f"{path.name}: {pid} has no exporters"
+        for rid in pipeline["receivers"]:
+            assert rid in receivers or rid in connectors, f"{path.name}: {pid} receiver {rid!r} undefined"
+        for pr in pipeline.get("processors") or []:
+            assert pr in processors, f"{path.name}: {pid} processor {pr!r} undefined"
+        for eid in pipeline["exporters"]:
+            assert eid in exporters or eid in connectors, f"{path.name}: {pid} exporter {eid!r} undefined"
+    for ext in enabled_extensions(config):
+        assert ext in section(config, "extensions"), f"{path.name}: service.extensions {ext!r} undefined"
+
+
+@config_files
+def test_referenced_extensions_are_defined_and_enabled(path: Path) -> None:
+    config = load(path)
+    for ref in extension_references(config):
+        assert ref in section(config, "extensions"), f"{path.name}: extension {ref!r} referenced but undefined"
+        assert ref in enabled_extensions(config), f"{path.name}: {ref!r} is referenced but not in service.extensions"
+
+
+@config_files
+def test_every_defined_component_is_used(path: Path) -> None:
+    config = load(path)
+    used_in = {name: set() for name in SECTIONS}
+    for pipeline in pipelines(config).values():
+        used_in["receivers"].update(pipeline.get("receivers", []))
+        used_in["processors"].update(pipeline.get("processors") or [])
+        used_in["exporters"].update(pipeline.get("exporters", []))
+    used_in["connectors"] = used_in["receivers"] | used_in["exporters"]
+    used_in["extensions"] = set(enabled_extensions(config)) | extension_references(config)
+    for name in SECTIONS:
+        unused = set(section(config, name)) - used_in[name]
+        assert not unused, f"{path.name}: {name} defined but never used: {sorted(unused)}"
+
+
+@config_files
+def test_connectors_join_two_pipelines(path: Path) -> None:
+    config = load(path)
+    for cid in section(config, "connectors"):
+        as_exporter = [p for p, spec in pipelines(config).items() if cid in spec.get("exporters", [])]
+        as_receiver = [p for p, spec in pipelines(config).items() if cid in spec.get("receivers", [])]
+        assert as_exporter and as_receiver, f"{path.name}: connector {cid!r} must be an exporter and a receiver"
+
+
+@config_files
+def test_component_types_exist_in_the_targeted_release(path: Path) -> None:
+    config = load(path)
+    for name in SECTIONS:
+        valid = set(COMPONENT_TYPES[name]) | set(DEPRECATED_TYPES.get(name, {}))
+        for cid in section(config, name):
+            assert component_type(cid) in valid, (
+                f"{path.name}: {name[:-1]} type {component_type(cid)!r} ({cid}) is not known to be in "
+                f"otelcol-contrib v{OTELCOL_CONTRIB_VERSION}; see COMPONENT_TYPES"
+            )
+
+
+@config_files
+def test_no_deprecated_component_names(path: Path) -> None:
+    config = load(path)
+    for name, aliases in DEPRECATED_TYPES.items():
+        for cid in section(config, name):
+            current = aliases.get(component_type(cid))
+            assert current is None, f"{path.name}: {cid!r} uses a deprecated {name[:-1]} name; use {current!r}"
+
+
+@config_files
+def test_only_env_provider_substitution(path: Path) -> None:
+    for text in strings(load(path)):
+        rest = ENV_REFERENCE.sub("", text).replace("$$", "")
+        assert "$" not in rest, f"{path.name}: {text!r} substitutes without ${{env:NAME}} syntax"
+
+
+@config_files
+def test_every_pipeline_starts_with_memory_limiter_and_batches(path: Path) -> None:
+    for pid, pipeline in pipelines(load(path)).items():
+        types = [component_type(p) for p in pipeline.get("processors") or []]
+        assert types and types[0] == "memory_limiter", f"{path.name}: {pid} must start with memory_limiter"
+        assert types[-1] == "batch", f"{path.name}: {pid} must end with a batch processor"
+
+
+@config_files
+def test_health_check_is_enabled(path: Path) -> None:
+    assert any(component_type(e) == "health_check" for e in enabled_extensions(load(path)))
+
+
+@config_files
+def test_file_storage_directories_are_set(path: Path) -> None:
+    for eid, settings in section(load(path), "extensions").items():
+        if component_type(eid) == "file_storage":
+            directory = (settings or {}).get("directory")
+            assert isinstance(directory, str) and directory.startswith("/"), f"{path.name}: {eid} needs a directory"
+
+
+@config_files
+def test_load_balancing_routes_by_trace_id(path: Path) -> None:
+    for eid, settings in section(load(path), "exporters").items():
+        if component_type(eid) in ("load_balancing", "loadbalancing"):
+            assert (settings or {}).get("routing_key") == "traceID", f"{path.name}: {eid} must route by traceID"
+
+
+@config_files
+def test_bearer_token_is_only_sent_over_tls(path: Path) -> None:
+    # bearertokenauth's gRPC credentials require transport security: over plaintext every export fails.
+    config = load(path)
+    for key, value in walk(section(config, "exporters")):
+        if isinstance(value, dict) and isinstance(value.get("auth"), dict):
+            authenticator = value["auth"].get("authenticator", "")
+            if component_type(authenticator) == "bearertokenauth":
+                assert (value.get("tls") or {}).get("insecure") is not True, (
+                    f"{path.name}: {key} sends a token in clear"
+                )
+
+
+@config_files
+def test_env_variables_are_documented(path: Path) -> None:
+    readme = (CONFIG_DIR / "README.md").read_text(encoding="utf-8")
+    raw = path.read_text(encoding="utf-8")
+    for text in strings(load(path)):
+        for name in ENV_REFERENCE.findall(text):
+            assert name in readme, f"README.md does not document {name} used by {path.name}"
+            assert re.search(rf"^#.*\b{name}\b", raw, re.MULTILINE), f"{path.name}: header comment misses {name}"
+
+
+@config_files
+def test_names_the_targeted_version(path: Path) -> None:
+    assert f"v{OTELCOL_CONTRIB_VERSION}" in path.read_text(encoding="utf-8")
+
+
+def test_readme_names_the_targeted_version_and_files() -> None:
+    readme = (CONFIG_DIR / "README.md").read_text(encoding="utf-8")
+    assert f"v{OTELCOL_CONTRIB_VERSION}" in readme
+    assert "otelcol-contrib --config" in readme
+    for name in EXPECTED_FILES:
+        assert name in readme
+
+
+# ------------------------------------------------------------------------------------------------ agent
+
+
+def test_agent_listens_on_loopback_only() -> None:
+    for protocol, settings in section(section(agent(), "receivers")["otlp"], "protocols").items():
+        endpoint = (settings or {}).get("endpoint", "")
+        assert endpoint.startswith(("localhost:", "127.0.0.1:")), f"agent otlp {protocol} binds {endpoint!r}"
+
+
+def test_agent_forwards_everything_to_the_gateway_with_queue_and_retry() -> None:
+    config = agent()
+    exporters = section(config, "exporters")
+    assert {p.split("/")[0] for p in pipelines(config)} == {"traces", "metrics", "logs"}
+    for pid, pipeline in pipelines(config).items():
+        for eid in pipeline["exporters"]:
+            assert component_type(eid) == "otlp_grpc", f"agent {pid} exports with {eid}"
+            settings = exporters[eid]
+            assert is_enabled(settings.get("sending_queue")), f"agent {eid} needs a sending_queue"
+            assert is_enabled(settings.get("retry_on_failure")), f"agent {eid} needs retry_on_failure"
+            assert ENV_REFERENCE.fullmatch(settings["endpoint"]), "the gateway endpoint comes from the environment"
+
+
+# ---------------------------------------------------------------------------------------------- gateway
+
+
+def test_gateway_has_both_trace_pipelines() -> None:
+    assert {BRIDGE_PIPELINE, BACKEND_PIPELINE} <= set(pipelines(gateway()))
+
+
+def test_bridge_pipeline_keeps_only_conversation_and_genai_spans() -> None:
+    config = gateway()
+    filters = [p for p in pipelines(config)[BRIDGE_PIPELINE]["processors"] if component_type(p) == "filter"]
+    assert filters, f"{BRIDGE_PIPELINE} needs a filter processor"
+    conditions = " ".join(
+        str(c) for f in filters for c in (section(config, "processors")[f].get("trace_conditions") or [])
+    )
+    assert f'span.name != "{sc.CONVERSATION_SPAN}"' in conditions
+    assert f'span.attributes["{sc.GEN_AI_OPERATION_NAME}"] == nil' in conditions
+
+
+def test_bridge_pipeline_load_balances_by_trace_id() -> None:
+    config = gateway()
+    exporters = pipelines(config)[BRIDGE_PIPELINE]["exporters"]
+    assert exporters
+    for eid in exporters:
+        assert component_type(eid) == "load_balancing", f"{BRIDGE_PIPELINE} exports with {eid}"
+        settings = section(config, "exporters")[eid]
+        assert settings["routing_key"] == "traceID"
+        resolver = settings["resolver"]
+        assert resolver.get("static", {}).get("hostnames") or resolver.get("dns", {}).get("hostname")
+
+
+def test_every_bridge_exporter_has_a_persistent_queue_and_endless_retry() -> None:
+    config = gateway()
+    extensions = section(config, "extensions")
+    for eid in exporter_targets(config, [BRIDGE_PIPELINE]):
+        settings = section(config, "exporters")[eid]
+        queue = settings.get("sending_queue")
+        assert is_enabled(queue), f"{eid} needs a sending_queue"
+        storage = queue.get("storage")
+        assert storage in extensions and component_type(storage) == "file_storage", f"{eid} queue needs file_storage"
+        retry = settings.get("retry_on_failure")
+        assert is_enabled(retry), f"{eid} needs retry_on_failure"
+        assert str(retry.get("max_elapsed_time")) in ("0", "0s"), f"{eid} must retry until the bridges answer"
+        if component_type(eid) == "load_balancing":
+            # Per-bridge in-memory queues would acknowledge batches that a crash could still lose.
+            otlp = settings["protocol"]["otlp"]
+            assert otlp["sending_queue"]["enabled"] is False, f"{eid}: the per-bridge queue must be off"
+            assert otlp["retry_on_failure"]["enabled"] is False, f"{eid}: failures must reach the persistent queue"
+
+
+def test_bridge_exporter_authenticates_with_the_bridge_token() -> None:
+    config = gateway()
+    extensions = section(config, "extensions")
+    for eid in exporter_targets(config, [BRIDGE_PIPELINE]):
+        otlp = section(config, "exporters")[eid]["protocol"]["otlp"]
+        authenticator = otlp["auth"]["authenticator"]
+        assert component_type(authenticator) == "bearertokenauth"
+        assert extensions[authenticator]["token"] == BRIDGE_TOKEN
+
+
+def test_backend_pipeline_exports_to_the_general_backend() -> None:
+    config = gateway()
+    for eid in pipelines(config)[BACKEND_PIPELINE]["exporters"]:
+        assert component_type(eid) == "otlp_grpc"
+        assert section(config, "exporters")[eid]["endpoint"] == BACKEND_ENDPOINT
+
+
+def test_backend_never_receives_agentsight_content_or_customer_ip() -> None:
+    config = gateway()
+    backend_exporters = set(pipelines(config)[BACKEND_PIPELINE]["exporters"])
+    feeding = [
+        pid
+        for pid, spec in pipelines(config).items()
+        if pid.startswith("traces") and backend_exporters & set(spec.get("exporters", []))
+    ]
+    assert BACKEND_PIPELINE in feeding
+    for pid in feeding:
+        deleted: set[tuple[str, str]] = set()
+        for proc in pipelines(config)[pid]["processors"]:
+            if component_type(proc) == "transform":
+                deleted |= deleted_keys(section(config, "processors")[proc])
+        for key in STRIPPED_KEYS:
+            for context in ("span", "spanevent"):
+                assert (context, key) in deleted, f"{pid} must delete {key!r} from {context}.attributes"
+
+
+def test_strip_transform_groups_have_one_context_and_fail_closed() -> None:
+    # A group mixing span. and spanevent. paths is inferred as spanevent and runs once per event, so
+    # spans without events would keep their span attributes.
+    config = gateway()
+    for proc in pipelines(config)[BACKEND_PIPELINE]["processors"]:
+        if component_type(proc) != "transform":
+            continue
+        settings = section(config, "processors")[proc]
+        assert settings.get("error_mode") == "propagate", f"{proc}: an error must drop, not leak, the batch"
+        for group in transform_groups(settings.get("trace_statements") or []):
+            contexts = {m for statement in group for m in OTTL_CONTEXT_PATH.findall(statement)}
+            assert len(contexts) == 1, f"{proc}: a statement group mixes OTTL contexts {sorted(contexts)}"
