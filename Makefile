@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: test demo bench bench-llm clean
+.PHONY: test demo bench bench-llm bench-bridge clean
 
 $(VENV)/.test: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ bench: $(VENV)/.test
 
 bench-llm: $(VENV)/.test
 	$(PY) bench/llm_overhead.py $(ARGS)
+
+bench-bridge: $(VENV)/.test
+	$(PY) bench/bridge_ingest.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) bench/.upstream-venv bench/.official-venv

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import TracerProvider
 
 from agentsight import semconv as sc
 from agentsight.bridge.assembly import TurnAssembler
@@ -101,3 +103,22 @@ def test_drain_delivers_turns_still_in_their_grace() -> None:
     assert assembler.due() == []
     (turn,) = assembler.drain()
     assert _usage_and_actions(turn)[0]["prompt_tokens"] == 5
+
+
+def test_a_malformed_conversation_span_is_refused_not_lost_silently() -> None:
+
+    from agentsight.bridge.core import BridgeCore
+    from agentsight.config import Settings
+
+    tracer = TracerProvider().get_tracer("test")
+    good = tracer.start_span(sc.CONVERSATION_SPAN, attributes={sc.CONVERSATION_ID: "conv-ok"})
+    bad = tracer.start_span(sc.CONVERSATION_SPAN, attributes={sc.CONVERSATION_ID: "conv-bad",
+                                                              sc.CONVERSATION_METADATA: "{not json"})
+    good.end()
+    bad.end()
+    core = BridgeCore(Settings.resolve(api_key=""), grace=0)
+    result = core.ingest(encode_spans([good, bad]))
+    core.shutdown(1)
+    assert (result.accepted_spans, result.rejected_spans) == (1, 1)
+    assert "could not be translated" in result.error_message
+    assert core.stats()["turns_malformed"] == 1

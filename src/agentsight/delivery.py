@@ -182,12 +182,12 @@ class DeliveryClient:
             )
         return not full
 
-    def has_room(self, fraction: float = 0.9) -> bool:
-        """Whether the queue is below ``fraction`` of both of its limits (room for a typical request)."""
+    def has_room(self, coming_payloads: int = 0, fraction: float = 0.9) -> bool:
+        """Whether the queue, with ``coming_payloads`` more, stays below ``fraction`` of its limits."""
         with self._lock:
             return (
                 not self._closing
-                and self._queued_payloads < self._settings.max_queue_size * fraction
+                and self._queued_payloads + coming_payloads < self._settings.max_queue_size * fraction
                 and self._queued_bytes < self._settings.max_queue_bytes * fraction
             )
 

@@ -56,9 +56,9 @@ class AgentSightSpanExporter(SpanExporter):
         stats["spans_without_delivery"] = self._spans_without_delivery
         return stats
 
-    def has_room(self) -> bool:
-        """Whether the delivery queue can take more right now (an OTLP receiver asks before accepting)."""
-        return self._delivery is None or self._delivery.has_room()
+    def has_room(self, coming_payloads: int = 0) -> bool:
+        """Whether the delivery queue can take ``coming_payloads`` more (an OTLP receiver asks before accepting)."""
+        return self._delivery is None or self._delivery.has_room(coming_payloads)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Queue the conversation spans among ``spans`` for delivery; other spans are ignored.

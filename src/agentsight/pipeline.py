@@ -104,11 +104,11 @@ class ConversationSpanRouter(SpanProcessor):
             delivered_by_app = bool(configured_exporters(provider))
         if self.direct is not None and not delivered_by_app:
             self.direct.on_end(span)
-        elif self.direct is None and not delivered_by_app and not self._warned_nowhere:
+        elif self.direct is None and provider is None and not self._warned_nowhere:
             self._warned_nowhere = True
             logger.warning(
-                "AGENTSIGHT_DIRECT_EXPORT is off and no AgentSight exporter is configured: conversation spans "
-                "reach AgentSight only through the app's OTLP pipeline (a Collector and the agentsight bridge)"
+                "AGENTSIGHT_DIRECT_EXPORT is off and there is no OpenTelemetry SDK pipeline to hand conversation "
+                "spans to (configure OTLP export to a Collector and the agentsight bridge): they are not sent"
             )
 
     def shutdown(self) -> None:

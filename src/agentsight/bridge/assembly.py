@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from agentsight import semconv as sc
 from agentsight.attribution import is_model_call, model_call_action, model_call_usage
 from agentsight.bridge.otlp import ReceivedEvent, ReceivedSpan
-from agentsight.translator import is_conversation_span
+from agentsight.translator import estimate, is_conversation_span
 from agentsight.turn import usage_event_attributes
 
 logger = logging.getLogger("agentsight.bridge")
@@ -35,6 +35,8 @@ class AssemblyStats:
     model_calls_expired: int = 0
     model_calls_waiting: int = 0
     turns_waiting: int = 0
+    payloads_waiting: int = 0
+    """Payloads the waiting turns will become: they count against the delivery queue's room."""
 
 
 class TurnAssembler:
@@ -55,6 +57,7 @@ class TurnAssembler:
         self._calls: OrderedDict[bytes, tuple[float, list[ReceivedSpan]]] = OrderedDict()
         self._waiting_calls = 0
         self._turns: deque[tuple[float, ReceivedSpan]] = deque()
+        self._waiting_payloads = 0
         self._stats = AssemblyStats()
 
     @property
@@ -62,7 +65,7 @@ class TurnAssembler:
         """A snapshot of the counters."""
         with self._lock:
             return dataclasses.replace(self._stats, model_calls_waiting=self._waiting_calls,
-                                       turns_waiting=len(self._turns))
+                                       turns_waiting=len(self._turns), payloads_waiting=self._waiting_payloads)
 
     def add(self, spans: Iterable[ReceivedSpan]) -> None:
         """Take the conversation and model-call spans among ``spans``; others are ignored."""
@@ -71,6 +74,7 @@ class TurnAssembler:
             for span in spans:
                 if is_conversation_span(span):
                     self._turns.append((now + self._grace, span))
+                    self._waiting_payloads += estimate(span)[0]
                 elif is_model_call(span.attributes) and sc.CONVERSATION_ID not in span.attributes:
                     self._hold_call(now, span)
             self._expire_calls(now)
@@ -81,7 +85,9 @@ class TurnAssembler:
         with self._lock:
             ready = []
             while self._turns and self._turns[0][0] <= now:
-                ready.append(self._complete(self._turns.popleft()[1]))
+                turn = self._turns.popleft()[1]
+                self._waiting_payloads -= estimate(turn)[0]
+                ready.append(self._complete(turn))
             self._expire_calls(now)
         return ready
 
@@ -90,6 +96,7 @@ class TurnAssembler:
         with self._lock:
             ready = [self._complete(span) for _, span in self._turns]
             self._turns.clear()
+            self._waiting_payloads = 0
         return ready
 
     def _hold_call(self, now: float, span: ReceivedSpan) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -13,7 +14,9 @@ from agentsight.bridge.assembly import TurnAssembler
 from agentsight.bridge.otlp import ReceivedSpan, decode_request
 from agentsight.config import Settings
 from agentsight.exporter import AgentSightSpanExporter
-from agentsight.translator import is_conversation_span
+from agentsight.translator import estimate, is_conversation_span, translate
+
+logger = logging.getLogger("agentsight.bridge")
 
 RETRY_AFTER_SECONDS = 5.0
 """What a refused sender is told to wait (``Retry-After``) while the delivery queue is full."""
@@ -50,7 +53,8 @@ class BridgeCore:
             grace = float(os.environ.get("AGENTSIGHT_BRIDGE_GRACE", "2"))
         self._assembler = TurnAssembler(grace=grace)
         self._lock = threading.Lock()
-        self._stats = {"requests": 0, "spans_received": 0, "turns_received": 0, "requests_refused": 0}
+        self._stats = {"requests": 0, "spans_received": 0, "turns_received": 0, "turns_malformed": 0,
+                       "requests_refused": 0}
         self._stopping = threading.Event()
         self._ticker = threading.Thread(target=self._tick, args=(min(0.5, max(grace, 0.01)),),
                                          name="agentsight-bridge-turns", daemon=True)
@@ -62,15 +66,21 @@ class BridgeCore:
         with self._lock:
             self._stats["requests"] += 1
             self._stats["spans_received"] += len(spans)
-        if not self._exporter.has_room():
+        turns = [span for span in spans if is_conversation_span(span)]
+        coming = self._assembler.stats.payloads_waiting + sum(estimate(turn)[0] for turn in turns)
+        if not self._exporter.has_room(coming):
             with self._lock:
                 self._stats["requests_refused"] += 1
             return IngestResult(0, len(spans), RETRY_AFTER_SECONDS, "AgentSight delivery queue is full")
-        turns = sum(1 for span in spans if is_conversation_span(span))
-        self._assembler.add(spans)
+        malformed = [turn for turn in turns if not _translatable(turn)]
+        self._assembler.add(span for span in spans if not any(span is bad for bad in malformed))
         with self._lock:
-            self._stats["turns_received"] += turns
+            self._stats["turns_received"] += len(turns) - len(malformed)
+            self._stats["turns_malformed"] += len(malformed)
         self._deliver(self._assembler.due())
+        if malformed:
+            return IngestResult(len(spans) - len(malformed), len(malformed),
+                                error_message=f"{len(malformed)} conversation span(s) could not be translated")
         return IngestResult(len(spans))
 
     def stats(self) -> dict[str, int]:
@@ -93,3 +103,13 @@ class BridgeCore:
     def _deliver(self, turns: list[ReceivedSpan]) -> None:
         if turns:
             self._exporter.export(turns)  # type: ignore[arg-type]
+
+
+def _translatable(turn: ReceivedSpan) -> bool:
+    """Whether a conversation span translates (bad JSON in a metadata attribute, say, does not)."""
+    try:
+        translate(turn)
+    except (ValueError, TypeError, KeyError) as error:
+        logger.warning("AgentSight bridge refused a conversation span it cannot translate: %r", error)
+        return False
+    return True
