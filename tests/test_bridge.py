@@ -7,8 +7,10 @@ import http.client
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -453,3 +455,41 @@ def test_cli_serves_until_sigterm(api: LocalAgentSightServer) -> None:
         bridge.kill()
     assert bridge.returncode == 0, stderr
     assert [b["content"] for b in bodies(api, "/api/track/")] == ["from the CLI"], "delivered before exiting"
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (PEM files: certificate, key), made with openssl."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "bridge.crt", tmp_path / "bridge.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def test_tls_with_a_bearer_token_on_both_receivers(
+    api: LocalAgentSightServer, start_bridge: Callable[..., Bridge], certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    bridge = start_bridge(token="s3cret", tls_cert_file=str(cert), tls_key_file=str(key))
+    assert bridge.http_endpoint.startswith("https://") and bridge.grpc_endpoint.startswith("https://")
+    credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+    with grpc.secure_channel(f"127.0.0.1:{bridge.grpc_port}", credentials) as channel:
+        stub = TraceServiceStub(channel)
+        stub.Export(conversation_request("conv-grpc-tls", "q"), metadata=[("authorization", "Bearer s3cret")],
+                    timeout=10)
+    connection = http.client.HTTPSConnection("127.0.0.1", bridge.http_port, timeout=10,
+                                             context=ssl.create_default_context(cafile=str(cert)))
+    connection.request("POST", "/v1/traces", conversation_request("conv-http-tls", "q").SerializeToString(),
+                       {"Content-Type": "application/x-protobuf", "Authorization": "Bearer s3cret"})
+    assert connection.getresponse().status == 200
+    connection.close()
+    with pytest.raises(grpc.RpcError), grpc.insecure_channel(f"127.0.0.1:{bridge.grpc_port}") as plain:
+        TraceServiceStub(plain).Export(conversation_request("conv-plain", "q"), timeout=5)
+    api.wait_for(4)
+    assert sorted(b["conversation_id"] for b in bodies(api, "/api/conversations/")) == [
+        "conv-grpc-tls", "conv-http-tls"]

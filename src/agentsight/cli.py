@@ -47,6 +47,10 @@ def _add_bridge_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OTLP/HTTP port, 0 for any free port (default: %(default)s)")
     parser.add_argument("--token", default=os.environ.get("AGENTSIGHT_BRIDGE_TOKEN") or None,
                         help="bearer token senders must present (default: $AGENTSIGHT_BRIDGE_TOKEN; none: no check)")
+    parser.add_argument("--tls-cert", default=os.environ.get("AGENTSIGHT_BRIDGE_TLS_CERT") or None, metavar="PEM",
+                        help="serve TLS with this certificate (default: $AGENTSIGHT_BRIDGE_TLS_CERT; none: plaintext)")
+    parser.add_argument("--tls-key", default=os.environ.get("AGENTSIGHT_BRIDGE_TLS_KEY") or None, metavar="PEM",
+                        help="the certificate's private key (default: $AGENTSIGHT_BRIDGE_TLS_KEY)")
     parser.add_argument("--grace", type=float, default=None, metavar="SECONDS",
                         help="how long a turn waits for model-call spans of its trace sent separately "
                              "(default: $AGENTSIGHT_BRIDGE_GRACE or 2)")
@@ -68,7 +72,11 @@ def _run_bridge(args: argparse.Namespace) -> int:
     except InvalidApiKeyException as error:
         print(f"agentsight bridge: AGENTSIGHT_API_KEY: {error}", file=sys.stderr)
         return EXIT_USAGE
-    bridge = Bridge(args.host, args.grpc_port, args.http_port, token=args.token, settings=settings, grace=args.grace)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("agentsight bridge: --tls-cert and --tls-key go together", file=sys.stderr)
+        return EXIT_USAGE
+    bridge = Bridge(args.host, args.grpc_port, args.http_port, token=args.token, settings=settings, grace=args.grace,
+                    tls_cert_file=args.tls_cert, tls_key_file=args.tls_key)
     stop = StopSignal.install()
     try:
         bridge.start()

@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -660,7 +661,9 @@ class Bridge:
     A port of 0 picks a free one (read the actual ``grpc_port``/``http_port`` after ``start()``); ``None``
     leaves that receiver off. ``start()`` after ``stop()`` listens again on the same ports with a fresh core.
     ``grace`` is how long a turn waits for model-call spans of its trace (``None``: the core's default,
-    ``AGENTSIGHT_BRIDGE_GRACE`` or 2 s). Use as a context manager, or ``start()``/``stop()``.
+    ``AGENTSIGHT_BRIDGE_GRACE`` or 2 s). With ``tls_cert_file`` and ``tls_key_file`` (PEM) both receivers
+    speak TLS, as a Collector's ``bearertokenauth`` requires before it sends a token. Use as a context
+    manager, or ``start()``/``stop()``.
     """
 
     def __init__(
@@ -674,7 +677,13 @@ class Bridge:
         max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
         grpc_workers: int = DEFAULT_GRPC_WORKERS,
         grace: float | None = None,
+        tls_cert_file: str | None = None,
+        tls_key_file: str | None = None,
     ) -> None:
+        if (tls_cert_file is None) != (tls_key_file is None):
+            raise ValueError("TLS needs both a certificate file and a key file")
+        self.tls_cert_file = tls_cert_file
+        self.tls_key_file = tls_key_file
         self.host = host
         self.grpc_port = grpc_port
         self.http_port = http_port
@@ -700,12 +709,16 @@ class Bridge:
     @property
     def http_endpoint(self) -> str:
         """The OTLP/HTTP traces URL (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` for ``http/protobuf``)."""
-        return f"http://{_host_port(self.host, self.http_port)}{TRACES_PATH}"
+        return f"{self._scheme}://{_host_port(self.host, self.http_port)}{TRACES_PATH}"
 
     @property
     def grpc_endpoint(self) -> str:
         """The OTLP/gRPC endpoint (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` for ``grpc``)."""
-        return f"http://{_host_port(self.host, self.grpc_port)}"
+        return f"{self._scheme}://{_host_port(self.host, self.grpc_port)}"
+
+    @property
+    def _scheme(self) -> str:
+        return "https" if self.tls_cert_file else "http"
 
     def start(self) -> Bridge:
         """Listen on both receivers; raises ``OSError`` when a port cannot be bound."""
@@ -720,6 +733,13 @@ class Bridge:
                         (self.host, self.http_port), core, self.token, self.max_body_bytes, self.max_decompressed_bytes
                     )
                     self.http_port = running.http.server_address[1]
+                    if self.tls_cert_file and self.tls_key_file:
+                        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                        context.load_cert_chain(self.tls_cert_file, self.tls_key_file)
+                        # The handshake happens in the request's thread, not in the accepting loop.
+                        running.http.socket = context.wrap_socket(
+                            running.http.socket, server_side=True, do_handshake_on_connect=False
+                        )
                     running.http_thread = threading.Thread(
                         target=running.http.serve_forever, args=(0.1,), name="agentsight-bridge-http", daemon=True
                     )
@@ -743,7 +763,12 @@ class Bridge:
         add_TraceServiceServicer_to_server(OtlpTraceService(core, self.token), server)
         address = _host_port(self.host, port)
         try:
-            bound = server.add_insecure_port(address)
+            if self.tls_cert_file and self.tls_key_file:
+                with open(self.tls_key_file, "rb") as key, open(self.tls_cert_file, "rb") as cert:
+                    credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+                bound = server.add_secure_port(address, credentials)
+            else:
+                bound = server.add_insecure_port(address)
         except RuntimeError as error:  # grpcio raises RuntimeError when it cannot bind
             raise OSError(f"cannot listen for OTLP/gRPC on {address}: {error}") from None
         if not bound:
