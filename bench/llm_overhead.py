@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import importlib
-import importlib.util
 import io
 import json
 import os
@@ -50,11 +48,12 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from types import ModuleType
 from typing import IO, TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from agentsight.local_llm import FakeLLMServer
 
 if TYPE_CHECKING:
     import openai
@@ -328,22 +327,6 @@ def serve(variant: str, params: dict[str, Any]) -> None:
 
 
 # -- parent side ---------------------------------------------------------------------------------------------------
-
-
-def load_fake_llm() -> ModuleType:
-    """The fake OpenAI-compatible server's module: ``agentsight.local_llm`` once it lives there, else the tests'."""
-    try:
-        return importlib.import_module("agentsight.local_llm")
-    except ModuleNotFoundError as error:
-        if error.name != "agentsight.local_llm":
-            raise
-    spec = importlib.util.spec_from_file_location("fake_llm", ROOT / "tests" / "fake_llm.py")
-    if spec is None or spec.loader is None:
-        raise RuntimeError("cannot load tests/fake_llm.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def canonical(name: str) -> str:
@@ -667,7 +650,7 @@ def report(runs: list[Run], measured: dict[str, Measured], counts: Counts, diffe
         f"{counts.cycles_per_block * (counts.chats_per_cycle + 1)} calls ({counts.chats_per_cycle} non-stream, "
         f"1 stream, repeated) each, the order rotating every block. {counts.rounds} round(s), fresh processes each; "
         "figure = median over rounds of each round's median; overhead = figure − bare's.",
-        "- Set-up: fake OpenAI-compatible server (`tests/fake_llm.py`, 100-word reply, streamed as 100 deltas + "
+        "- Set-up: fake OpenAI-compatible server (`agentsight.local_llm`, 100-word reply, streamed as 100 deltas + "
         "role, finish and usage chunks; usage 11/7, `stream_options.include_usage`) and a local AgentSight API, both "
         "in the benchmark's process; each variant in a subprocess (`--worker`, `python -I`). Instrumented variants: "
         "SDK `TracerProvider` (global too) + `SimpleSpanProcessor` with an exporter that only counts spans; no "
@@ -721,7 +704,7 @@ def main() -> int:
         Run(OURS_IN_TURN, OURS_IN_TURN, project_python),
         Run(AA, BARE, scratch_python),
     ]
-    fake = load_fake_llm().FakeLLMServer()
+    fake = FakeLLMServer()
     fake.stream_chunks, fake.reply_text = STREAM_CHUNKS, REPLY_TEXT
     with fake, LocalAgentSightServer(record=False) as api:
         if arguments.profile:

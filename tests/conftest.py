@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from agentsight import ConversationTracker
 from agentsight.config import DeliverySettings
+from agentsight.local_llm import FakeLLMServer
 from agentsight.local_server import LocalAgentSightServer
-from tests.fake_llm import FakeLLMServer
 
 # Trackers would instrument the installed LLM clients on creation; instrumentation tests do it themselves.
 os.environ["AGENTSIGHT_AUTO_INSTRUMENT"] = "false"

@@ -21,9 +21,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 from agentsight import ConversationTracker
 from agentsight.attribution import ModelCallAttribution
 from agentsight.instrumentation.anthropic import AnthropicInstrumentor
+from agentsight.local_llm import ANTHROPIC_USAGE, REPLY_TEXT, TOOL_INPUT, FakeLLMServer
 from agentsight.local_server import LocalAgentSightServer
 from tests.conftest import bodies, instrumented
-from tests.fake_llm import ANTHROPIC_USAGE, REPLY_TEXT, TOOL_INPUT, FakeLLMServer
 
 MODEL = "claude-x"
 ANSWER_MODEL = "claude-x-20241022"

@@ -22,9 +22,9 @@ from agentsight import ConversationTracker
 from agentsight.instrumentation.groq import GroqInstrumentor
 from agentsight.instrumentation.mistralai import MistralAIInstrumentor
 from agentsight.instrumentation.ollama import OllamaInstrumentor
+from agentsight.local_llm import CHAT_USAGE, MISTRAL_USAGE, OLLAMA_USAGE, REPLY_TEXT, FakeLLMServer
 from agentsight.local_server import LocalAgentSightServer
 from tests.conftest import bodies, instrumented, run_script
-from tests.fake_llm import CHAT_USAGE, MISTRAL_USAGE, OLLAMA_USAGE, REPLY_TEXT, FakeLLMServer
 
 if TYPE_CHECKING:
     import groq

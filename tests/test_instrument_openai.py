@@ -18,9 +18,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from agentsight import ConversationTracker
 from agentsight.instrumentation.openai import OpenAIInstrumentor
+from agentsight.local_llm import FakeLLMServer
 from agentsight.local_server import LocalAgentSightServer
 from tests.conftest import API_KEY, bodies, instrumented, run_script
-from tests.fake_llm import FakeLLMServer
 
 MESSAGES = [{"role": "user", "content": "Where is my order?"}]
 TOOLS = [{"type": "function", "function": {"name": "get_order", "parameters": {"type": "object", "properties": {}}}}]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from agentsight.local_llm import FakeLLMServer
 from agentsight.local_server import LocalAgentSightServer
 from tests.conftest import API_KEY, bodies, run_script
-from tests.fake_llm import FakeLLMServer
 
 APP = """
 import anthropic, openai
