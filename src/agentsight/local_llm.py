@@ -1,5 +1,5 @@
-"""A local stand-in LLM provider on 127.0.0.1 (tests, benchmarks, `make demo`) that the real ``openai``, ``anthropic``, ``groq``, ``mistralai`` and ``ollama``
-clients can call over HTTP.
+"""A local stand-in LLM provider on 127.0.0.1 (tests, benchmarks, ``make demo``) that the real ``openai``,
+``anthropic``, ``groq``, ``mistralai`` and ``ollama`` clients can call over HTTP.
 
 Point a client at it with ``openai.OpenAI(base_url=server.openai_base_url, api_key=...)``,
 ``anthropic.Anthropic(base_url=server.anthropic_base_url, api_key=...)``,
