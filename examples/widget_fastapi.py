@@ -6,10 +6,14 @@ Run it with ``uvicorn examples.widget_fastapi:app`` (from the repository root) o
 start ``python -m agentsight.local_server`` and point ``AGENTSIGHT_API_ENDPOINT`` at it.
 
 Changes from the guide's code: imports sorted and ``str | None`` instead of ``Optional[str]`` (lint
-rules), and ``/api/button``, which tracks a button click the same way (guide "Track Button Method").
+rules), ``/api/button``, which tracks a button click the same way (guide "Track Button Method"), and
+``answer()``: with ``OPENAI_BASE_URL`` set, the reply comes from a model through the ``openai`` client.
 """
 
+import os
+
 from fastapi import FastAPI, Request
+from openai import AsyncOpenAI
 from pydantic import BaseModel
 
 from agentsight import ConversationTracker
@@ -17,6 +21,9 @@ from agentsight.helpers import generate_conversation_id  # noqa: F401 - imported
 
 app = FastAPI()
 tracker = ConversationTracker()
+# With OPENAI_BASE_URL set (make demo points it at a local stand-in model), a model answers; the tracker has
+# instrumented the openai client, so the call's tokens and an action land in the conversation's turn.
+llm = AsyncOpenAI() if os.environ.get("OPENAI_BASE_URL") else None
 
 
 class InteractionRequest(BaseModel):
@@ -79,7 +86,7 @@ async def chat(request: ChatRequest) -> dict[str, str]:
     tracker.track_question(request.message)
 
     # Your AI agent logic here
-    response = "This is a sample response"
+    response = await answer(request.message)
 
     tracker.track_answer(response)
 
@@ -107,6 +114,16 @@ async def button(request: ButtonRequest) -> dict[str, str]:
     tracker.send_tracked_data()
 
     return {"status": "button_tracked", "conversation_id": request.conversation_id}
+
+
+async def answer(message: str) -> str:
+    """The agent's reply: from the model when one is configured, else the guide's sample response."""
+    if llm is None:
+        return "This is a sample response"
+    completion = await llm.chat.completions.create(
+        model=os.environ.get("WIDGET_MODEL", "gpt-4o-mini"), messages=[{"role": "user", "content": message}]
+    )
+    return completion.choices[0].message.content or ""
 
 
 def get_device_type(user_agent: str) -> str:
