@@ -1,16 +1,17 @@
 """``make demo``: the "Track Interaction" widget flow end to end, on 127.0.0.1 only.
 
-1. Starts a local AgentSight-compatible API (:class:`agentsight.local_server.LocalAgentSightServer`,
-   port 8321 unless ``--port``; ``--port 0`` takes any free port) and points ``AGENTSIGHT_API_ENDPOINT``
-   and ``AGENTSIGHT_API_KEY`` at it.
-2. Serves the guide's FastAPI backend (``examples/widget_fastapi.py``) under uvicorn in a background thread.
+1. Starts ``agentsight dev`` in-process (:class:`agentsight.dev.server.DevServer`, port 8321 unless ``--port``;
+   ``--port 0`` takes any free port; a fresh database unless ``--db``) and a local stand-in model
+   (:class:`agentsight.local_llm.FakeLLMServer`), and points ``AGENTSIGHT_API_ENDPOINT`` / ``AGENTSIGHT_API_KEY``
+   and ``OPENAI_BASE_URL`` at them.
+2. Serves the guide's FastAPI backend (``examples/widget_fastapi.py``) under uvicorn in a background thread;
+   its tracker instruments the ``openai`` client, so each answer's model call lands in the turn.
 3. Simulates visitors with httpx: every one loads the page (``/api/track-interaction``), some open the
    chat (``/api/chat``) and some of those click a button (``/api/button``); visitors run concurrently.
-4. Waits until the API received what that produces, prints one line per request
-   (``<status> <path> <body as compact JSON>``, null fields and the timestamp left out) and the
-   interaction rate (used / initialized conversations, as the API stored them).
+4. Flushes the widget's tracker, then prints what the dev server stored (one line per conversation and
+   one per tracked item), the interaction rate, button clicks, token totals and the dashboard URL.
 
-With ``--once`` it then exits; otherwise it keeps both servers up, printing new arrivals, until Ctrl-C.
+With ``--once`` it then exits; otherwise it keeps serving, printing the rate when it changes, until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,20 +22,21 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
 
-from agentsight.local_server import LocalAgentSightServer, ReceivedRequest
+from agentsight.dev.server import DevServer
+from agentsight.dev.store import ConversationFilter
+from agentsight.local_llm import FakeLLMServer
 
 LOCAL_API_KEY = "ags_" + "0" * 32 + "_" + "0" * 6
-CONVERSATIONS_PATH = "/api/conversations/"
-TRACK_PATH = "/api/track/"
-BUTTONS_PATH = "/api/buttons/"
 USER_AGENTS = {
     "desktop": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
     "mobile": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile/15E148",
@@ -74,9 +76,10 @@ VISITORS = [
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options: ``--port`` (API, 0 = any free port), ``--app-port`` and ``--once``."""
-    parser = argparse.ArgumentParser(description="The Track Interaction widget flow against a local AgentSight API")
-    parser.add_argument("--port", type=int, default=8321, help="port of the local AgentSight API (0: any free port)")
+    """Command-line options: ``--port`` (agentsight dev, 0 = any free port), ``--db``, ``--app-port``, ``--once``."""
+    parser = argparse.ArgumentParser(description="The Track Interaction widget flow against agentsight dev")
+    parser.add_argument("--port", type=int, default=8321, help="port of agentsight dev (0: any free port)")
+    parser.add_argument("--db", default=None, help="SQLite file of agentsight dev (default: a fresh one)")
     parser.add_argument("--app-port", type=int, default=0, help="port of the widget backend (default: any free port)")
     parser.add_argument("--once", action="store_true", help="exit after printing instead of serving until Ctrl-C")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the tracked data")
@@ -130,106 +133,105 @@ async def simulate(app_url: str, visitors: list[Visitor]) -> None:
         await asyncio.gather(*(visit(client, visitor) for visitor in visitors))
 
 
-def expected_counts(visitors: list[Visitor]) -> dict[str, int]:
-    """Requests the API must receive at least, by path: page loads and chats post conversations,
-    each chat a question and an answer, each click a button."""
-    chats = sum(1 for v in visitors if v.message is not None)
-    return {
-        CONVERSATIONS_PATH: len(visitors) + chats,
-        TRACK_PATH: 2 * chats,
-        BUTTONS_PATH: sum(1 for v in visitors if v.message is not None and v.button is not None),
-    }
+def stored(server: DevServer) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The dev server's stats and every conversation with its timeline, oldest first."""
+    store = server.store
+    assert store is not None
+    _, listed = store.list_conversations(ConversationFilter(), offset=0, limit=100)
+    details = [store.get_conversation(conversation["id"]) for conversation in reversed(listed)]
+    return store.stats(), [detail for detail in details if detail is not None]
 
 
-def wait_for_arrivals(api: LocalAgentSightServer, expected: dict[str, int], timeout: float, quiet: float = 0.3) -> bool:
-    """Wait until the API accepted at least ``expected`` requests per path and then nothing new came for
-    ``quiet`` seconds. Returns False when ``timeout`` passed first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(len(api.accepted(path)) >= count for path, count in expected.items()):
-            seen = len(api.requests)
-            time.sleep(quiet)
-            if len(api.requests) == seen:
-                return True
-        else:
-            api.wait_for(len(api.requests) + 1, timeout=0.1)
-    return False
+def describe(item: dict[str, Any]) -> str:
+    """One tracked item as a short line."""
+    kind = item["kind"]
+    if kind == "message":
+        return f"{item['sender']:8} {json.dumps(item['content'], ensure_ascii=False)}"
+    if kind == "button":
+        return f"button   {item['button_event']}: {item['label']} ({item['value']})"
+    if kind == "action":
+        extra = json.dumps(item["metadata"], separators=(",", ":")) if item["action_name"] == "token_usage" else (
+            f"{item.get('duration_ms')} ms")
+        return f"action   {item['action_name']} {extra}"
+    return f"{kind:8} {json.dumps(item.get('files', []))}"
 
 
-def format_request(request: ReceivedRequest) -> str:
-    """``<status> <path> <compact JSON body>``, without null fields and the timestamp."""
-    body = {key: value for key, value in request.body.items() if value is not None and key != "timestamp"}
-    return f"{request.status} {request.path} {json.dumps(body, separators=(',', ':'), ensure_ascii=False)}"
+def print_stored(server: DevServer) -> dict[str, Any]:
+    """Print the conversations and their timelines as stored; returns the stats."""
+    stats, conversations = stored(server)
+    print("Stored by agentsight dev:", flush=True)
+    for conversation in conversations:
+        state = "used" if conversation["is_used"] else "initialized only"
+        print(f"{conversation['conversation_id']} [{state}, {conversation['device']}]", flush=True)
+        for item in conversation["timeline"]:
+            print(f"    {describe(item)}", flush=True)
+    return stats
 
 
-def interaction_rate(api: LocalAgentSightServer) -> tuple[int, int]:
-    """``(used, initialized)`` conversations as the API stored them."""
-    conversations = list(api.conversations.values())
-    return sum(1 for stored in conversations if stored["is_used"]), len(conversations)
-
-
-def print_new(api: LocalAgentSightServer, seen: int) -> int:
-    """Print the requests after the first ``seen``; returns the new count seen."""
-    arrived = list(api.requests)
-    for request in arrived[seen:]:
-        print(format_request(request), flush=True)
-    return len(arrived)
-
-
-def print_rate(api: LocalAgentSightServer) -> None:
-    """Print the interaction rate: used / initialized conversations."""
-    used, initialized = interaction_rate(api)
-    rate = 100 * used / initialized if initialized else 0.0
-    print(f"Interaction rate: {used} used / {initialized} initialized conversations = {rate:.0f}%", flush=True)
+def print_rate(stats: dict[str, Any]) -> None:
+    """Print the interaction rate, button clicks and token totals."""
+    print(f"Interaction rate: {stats['used']} used / {stats['initialized']} initialized conversations = "
+          f"{stats['interaction_rate']:.0f}% ({stats['abandoned']} abandoned)", flush=True)
+    for event, labels in stats["buttons"].items():
+        clicks = ", ".join(f"{label} x{count}" for label, count in labels.items())
+        print(f"Buttons {event}: {clicks}", flush=True)
+    tokens = stats["tokens"]
+    print(f"Tokens: prompt {tokens['prompt_tokens']}, completion {tokens['completion_tokens']}, "
+          f"total {tokens['total_tokens']}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the process exit code (1 when the tracked data did not all arrive)."""
     args = parse_args(argv)
+    db = Path(args.db) if args.db else Path(tempfile.mkdtemp(prefix="agentsight-demo-")) / "agentsight-dev.db"
+    server = DevServer("127.0.0.1", args.port, db)
     try:
-        api = LocalAgentSightServer("127.0.0.1", args.port)
+        server.start()
     except OSError as error:
         print(f"Cannot listen on 127.0.0.1:{args.port} ({error}); choose another --port (0: any free port)",
               file=sys.stderr)
         return 2
-    with api:
-        os.environ["AGENTSIGHT_API_ENDPOINT"] = api.url
-        os.environ["AGENTSIGHT_API_KEY"] = LOCAL_API_KEY
-        app_server, app_thread, app_url = start_app(args.app_port)
-        print(f"AgentSight-compatible API on {api.url}; widget backend on {app_url}", flush=True)
-        try:
-            engaged = sum(1 for v in VISITORS if v.message is not None)
-            clicked = sum(1 for v in VISITORS if v.button is not None)
-            print(f"Simulating {len(VISITORS)} page loads, {engaged} chats, {clicked} button clicks", flush=True)
-            asyncio.run(simulate(app_url, VISITORS))
-            complete = wait_for_arrivals(api, expected_counts(VISITORS), args.timeout)
-            print("Requests received by the API:", flush=True)
-            seen = print_new(api, 0)
-            print_rate(api)
-            if not complete:
-                print(f"Not everything arrived within {args.timeout:.0f}s", file=sys.stderr, flush=True)
-                return 1
-            if args.once:
-                return 0
-            print(f"Serving until Ctrl-C; try: curl -X POST {app_url}/api/chat -H 'content-type: application/json' "
-                  """-d '{"conversation_id": "conv_demo_02", "message": "Hi"}'""", flush=True)
-            rate = interaction_rate(api)
-            try:
-                while True:
-                    api.wait_for(seen + 1, timeout=1.0)
-                    seen = print_new(api, seen)
-                    if interaction_rate(api) != rate:
-                        rate = interaction_rate(api)
-                        print_rate(api)
-            except KeyboardInterrupt:
-                print("Stopping", flush=True)
-            return 0
-        finally:
-            app_server.should_exit = True
-            app_thread.join(timeout=5)
-            from widget_fastapi import tracker
+    model = FakeLLMServer().start()
+    os.environ.update({"AGENTSIGHT_API_ENDPOINT": server.url, "AGENTSIGHT_API_KEY": LOCAL_API_KEY,
+                       "OPENAI_BASE_URL": model.openai_base_url, "OPENAI_API_KEY": "local-stand-in"})
+    app_server, app_thread, app_url = start_app(args.app_port)
+    from widget_fastapi import tracker
 
-            tracker.shutdown()
+    print(f"agentsight dev on {server.url} (database {db}); widget backend on {app_url}; "
+          f"stand-in model on {model.url}", flush=True)
+    try:
+        engaged = sum(1 for v in VISITORS if v.message is not None)
+        clicked = sum(1 for v in VISITORS if v.button is not None)
+        print(f"Simulating {len(VISITORS)} page loads, {engaged} chats, {clicked} button clicks", flush=True)
+        asyncio.run(simulate(app_url, VISITORS))
+        flushed = tracker.flush(timeout=args.timeout)
+        stats = print_stored(server)
+        print_rate(stats)
+        print(f"Dashboard: {server.url}/?key={LOCAL_API_KEY}", flush=True)
+        failed = [item for item in flushed["items"] if not item["success"]]
+        if not flushed["complete"] or failed:
+            print(f"Not everything was delivered within {args.timeout:.0f}s: {failed}", file=sys.stderr, flush=True)
+            return 1
+        if args.once:
+            return 0
+        print(f"Serving until Ctrl-C; try: curl -X POST {app_url}/api/chat -H 'content-type: application/json' "
+              """-d '{"conversation_id": "conv_demo_02", "message": "Hi"}'""", flush=True)
+        try:
+            while True:
+                time.sleep(1.0)
+                latest = stored(server)[0]
+                if latest != stats:
+                    stats = latest
+                    print_rate(stats)
+        except KeyboardInterrupt:
+            print("Stopping", flush=True)
+        return 0
+    finally:
+        app_server.should_exit = True
+        app_thread.join(timeout=5)
+        tracker.shutdown()
+        model.stop()
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -14,13 +14,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from agentsight.dev.store import ConversationFilter, DevStore
 from agentsight.local_server import CannedResponse, LocalAgentSightServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,56 +70,54 @@ def request_lines(output: str) -> list[tuple[int, str, dict[str, Any]]]:
     return found
 
 
-def check_demo_flow(requests: list[tuple[int, str, dict[str, Any]]]) -> None:
-    """Assert the demo's visitors produced exactly the seed flow's requests, each under the right conversation."""
-    assert requests, "no request lines printed"
-    assert {status for status, _, _ in requests} == {201}
-    conversations = [body for _, path, body in requests if path == "/api/conversations/"]
-    initialized = [body["conversation_id"] for body in conversations if body["is_used"] is False]
-    used = {body["conversation_id"] for body in conversations if body["is_used"] is True}
-    assert sorted(initialized) == sorted(ALL_VISITORS)
-    assert used == set(QUESTIONS)
-    for body in conversations:
-        if body["is_used"] is False:
-            assert body["source"] == "web" and body["language"] == "en-US"
-            assert body["device"] in {"desktop", "mobile", "tablet"}
-            assert body["metadata"]["widget_loaded"] is True
-
-    track = [body for _, path, body in requests if path == "/api/track/"]
-    questions = {body["conversation_id"]: body["content"] for body in track if body["sender"] == "end_user"}
-    answers = Counter(body["conversation_id"] for body in track if body["sender"] == "agent")
-    assert len(track) == 12
-    assert questions == QUESTIONS
-    assert answers == Counter(set(QUESTIONS))
-    assert {body["content"] for body in track if body["sender"] == "agent"} == {"This is a sample response"}
-
-    buttons = [body for _, path, body in requests if path == "/api/buttons/"]
-    assert {body["conversation_id"]: (body["label"], body["value"]) for body in buttons} == CLICKS
-    assert len(buttons) == len(CLICKS)
-    assert {body["button_event"] for body in buttons} == {"contact_human_agent"}
-
-    # Every item carries the server id of its own conversation: one id per conversation, none shared.
-    server_ids: dict[str, set[int]] = {}
-    for body in track + buttons:
-        server_ids.setdefault(body["conversation_id"], set()).add(body["conversation"])
-    assert all(len(ids) == 1 for ids in server_ids.values()), server_ids
-    assert len({next(iter(ids)) for ids in server_ids.values()}) == len(server_ids)
-    assert {path for _, path, _ in requests} == {"/api/conversations/", "/api/track/", "/api/buttons/"}
+def check_demo_flow(db: Path, output: str) -> None:
+    """Assert the demo's visitors produced the seed flow, stored under the right conversations, and was printed."""
+    store = DevStore(db)
+    try:
+        _, conversations = store.list_conversations(ConversationFilter(), offset=0, limit=100)
+        details = {c["conversation_id"]: store.get_conversation(c["id"]) for c in conversations}
+        stats = store.stats()
+    finally:
+        store.close()
+    assert set(details) == ALL_VISITORS
+    assert {cid for cid, detail in details.items() if detail and detail["is_used"]} == set(QUESTIONS)
+    for cid, detail in details.items():
+        assert detail is not None and detail["initialized"] is True
+        assert detail["source"] == "web" and detail["language"] == "en-US"
+        assert detail["device"] in {"desktop", "mobile", "tablet"} and detail["metadata"]["widget_loaded"] is True
+        kinds = [(item["kind"], item.get("sender") or item.get("action_name") or item.get("label"))
+                 for item in detail["timeline"]]
+        if cid not in QUESTIONS:
+            assert kinds == []
+            continue
+        assert [item["content"] for item in detail["messages"]] == [QUESTIONS[cid], "Hello from the fake model"]
+        assert kinds[:4] == [("message", "end_user"), ("action", "chat openai/gpt-4o-mini-2024-07-18"),
+                             ("message", "agent"), ("action", "token_usage")], kinds
+        assert [(b["label"], b["value"]) for b in detail["buttons"]] == ([CLICKS[cid]] if cid in CLICKS else [])
+    assert stats["interaction_rate"] == 60.0 and stats["abandoned"] == 4
+    assert stats["buttons"] == {"contact_human_agent": {"Create ticket": 2, "Copy conversation": 1}}
+    assert stats["tokens"]["prompt_tokens"] == 66 and stats["tokens"]["completion_tokens"] == 42
+    for cid in ALL_VISITORS:
+        assert re.search(rf"^{cid} \[(used|initialized only), \w+\]$", output, re.MULTILINE), cid
+    assert "Interaction rate: 6 used / 10 initialized conversations = 60% (4 abandoned)" in output
+    assert "Buttons contact_human_agent: Create ticket x2, Copy conversation x1" in output
+    assert re.search(r"^Dashboard: http://127\.0\.0\.1:\d+/\?key=ags_0+_0+$", output, re.MULTILINE)
 
 
-def test_demo_once_prints_every_request_and_the_interaction_rate() -> None:
-    done = run_example("demo.py", "--once", "--port", "0", "--timeout", "20")
+def test_demo_once_prints_what_was_stored_and_the_interaction_rate(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    done = run_example("demo.py", "--once", "--port", "0", "--db", str(db), "--timeout", "20")
 
     assert done.returncode == 0, done.stderr
-    check_demo_flow(request_lines(done.stdout))
-    assert "Interaction rate: 6 used / 10 initialized conversations = 60%" in done.stdout
+    check_demo_flow(db, done.stdout)
     assert "Traceback" not in done.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
-def test_demo_without_once_serves_and_prints_new_arrivals_until_ctrl_c() -> None:
+def test_demo_without_once_serves_until_ctrl_c(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
     process = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "demo.py"), "--port", "0", "--timeout", "20"],
+        [sys.executable, str(EXAMPLES / "demo.py"), "--port", "0", "--db", str(db), "--timeout", "20"],
         cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -130,13 +128,12 @@ def test_demo_without_once_serves_and_prints_new_arrivals_until_ctrl_c() -> None
             if line.startswith("Serving until Ctrl-C"):
                 break
         assert head and head[-1].startswith("Serving until Ctrl-C"), "".join(head)
-        check_demo_flow(request_lines("".join(head)))
         app_url = re.search(r"widget backend on (http://127\.0\.0\.1:\d+)", head[0])
         assert app_url is not None, head[0]
 
         reply = httpx.post(f"{app_url[1]}/api/chat", json={"conversation_id": "conv_demo_02", "message": "Hi"})
-        assert reply.json() == {"response": "This is a sample response"}
-        time.sleep(1.5)  # the demo polls once a second
+        assert reply.json() == {"response": "Hello from the fake model"}
+        time.sleep(2.5)  # delivered in the background, and the demo polls once a second
         process.send_signal(signal.SIGINT)
         tail, errors = process.communicate(timeout=TIMEOUT)
     finally:
@@ -145,14 +142,12 @@ def test_demo_without_once_serves_and_prints_new_arrivals_until_ctrl_c() -> None
             process.communicate()
 
     assert process.returncode == 0, errors
-    late = request_lines(tail)
-    assert [(path, body.get("is_used"), body.get("content")) for _, path, body in late] == [
-        ("/api/conversations/", True, None),
-        ("/api/track/", None, "Hi"),
-        ("/api/track/", None, "This is a sample response"),
-    ]
-    assert {body["conversation_id"] for _, _, body in late} == {"conv_demo_02"}
-    assert "Interaction rate: 7 used / 10 initialized conversations = 70%" in tail
+    store = DevStore(db)
+    try:
+        assert store.stats()["used"] == 7
+    finally:
+        store.close()
+    assert "Interaction rate: 7 used / 10 initialized conversations = 70% (3 abandoned)" in tail
     assert "Stopping" in tail
 
 

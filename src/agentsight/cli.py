@@ -103,7 +103,42 @@ BRIDGE = Command(
     _run_bridge,
 )
 
-COMMANDS: tuple[Command, ...] = (BRIDGE,)
+
+# agentsight dev ----------------------------------------------------------------------------------
+
+
+def _add_dev_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=_port, default=8321, help="port, 0 for any free port (default: %(default)s)")
+    parser.add_argument("--db", default="./agentsight-dev.db", metavar="PATH",
+                        help="SQLite database file, created on first start (default: %(default)s)")
+
+
+def _run_dev(args: argparse.Namespace) -> int:
+    from agentsight.dev.server import DevServer  # only this command needs it
+
+    server = DevServer(args.host, args.port, args.db)
+    stop = StopSignal.install()
+    try:
+        server.start()
+    except OSError as error:
+        print(f"agentsight dev: cannot listen: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"AgentSight dev server on {server.url} (database {args.db}); "
+          f"point AGENTSIGHT_API_ENDPOINT at it, Ctrl-C to stop", flush=True)
+    stop.wait()
+    server.stop()
+    return EXIT_OK
+
+
+DEV = Command(
+    "dev",
+    "run a local AgentSight-compatible API with a dashboard, storing what arrives in SQLite",
+    _add_dev_arguments,
+    _run_dev,
+)
+
+COMMANDS: tuple[Command, ...] = (BRIDGE, DEV)
 """The subcommands, in ``--help`` order."""
 
 

@@ -1,0 +1,300 @@
+"""SQLite storage of ``agentsight dev``: conversations and their items (messages, buttons, actions, attachments).
+
+One connection shared by the server's threads behind a lock, in WAL mode; the conversation get-or-create
+runs in a ``BEGIN IMMEDIATE`` transaction so concurrent posts of one ``conversation_id`` (also from another
+process on the same file) get one row. Items are kept in one ``items`` table: a ``kind`` column, the event
+time and the kind's fields as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+CONVERSATION_FIELDS = (
+    "conversation_id", "customer_id", "customer_ip_address", "device", "source", "language", "name", "environment",
+)
+"""Text fields of a conversation as posted; a later post's null leaves the stored value."""
+
+KINDS = ("message", "button", "action", "attachments")
+"""Kinds of item rows; ``timeline`` entries carry them as ``kind``."""
+
+TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "embedding_tokens")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id TEXT NOT NULL UNIQUE,
+    customer_id TEXT,
+    customer_ip_address TEXT,
+    device TEXT,
+    source TEXT,
+    language TEXT,
+    name TEXT,
+    environment TEXT NOT NULL DEFAULT 'production',
+    metadata TEXT,
+    initialized INTEGER NOT NULL DEFAULT 0,
+    is_used INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_created ON conversations (created_at, id);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_conversation ON items (conversation, timestamp, id);
+CREATE INDEX IF NOT EXISTS items_kind ON items (kind);
+"""
+
+
+class UnknownConversationError(LookupError):
+    """An item names a ``conversation`` id that was never created."""
+
+
+@dataclass(frozen=True)
+class ConversationFilter:
+    """Filters of the conversation list; ``None`` means no filter."""
+
+    conversation_id: str | None = None
+    environment: str | None = None
+    is_used: bool | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        """The SQL ``WHERE`` clause (or ``""``) and its parameters."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("conversation_id", self.conversation_id), ("environment", self.environment),
+                              ("is_used", None if self.is_used is None else int(self.is_used))):
+            if value is not None:
+                clauses.append(f"c.{column} = ?")
+                params.append(value)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def utc_iso(value: str | datetime | None = None) -> str:
+    """``value`` (ISO 8601 text or a datetime; now when ``None``) as UTC ISO 8601 with microseconds.
+
+    Naive times are taken as UTC. The fixed form sorts lexicographically in time order.
+    Raises ``ValueError`` for text that is not ISO 8601.
+    """
+    if value is None:
+        moment = datetime.now(timezone.utc)
+    elif isinstance(value, datetime):
+        moment = value
+    else:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+class DevStore:
+    """The dev server's SQLite database at ``path`` (created with its schema on first open)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taking the database's write lock at once (``BEGIN IMMEDIATE``)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _read(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # Writes ------------------------------------------------------------------------------------
+
+    def upsert_conversation(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Get-or-create the conversation of ``body["conversation_id"]`` and merge ``body`` into it.
+
+        Non-null fields overwrite, nulls keep what is stored; ``is_used`` only ever turns true;
+        a post with a false ``is_used`` marks the conversation ``initialized``. Returns it (no items).
+        """
+        now = utc_iso()
+        given = {name: body.get(name) for name in CONVERSATION_FIELDS if body.get(name) is not None}
+        metadata = body.get("metadata")
+        if metadata is not None:
+            given["metadata"] = json.dumps(metadata, ensure_ascii=False)
+        used = bool(body.get("is_used"))
+        created = utc_iso(body["timestamp"]) if body.get("timestamp") else now
+        with self._transaction() as db:
+            row = db.execute("SELECT id FROM conversations WHERE conversation_id = ?",
+                             (given["conversation_id"],)).fetchone()
+            if row is None:
+                columns = [*given, "initialized", "is_used", "created_at", "updated_at"]
+                values = [*given.values(), int(not used), int(used), created, now]
+                cursor = db.execute(
+                    f"INSERT INTO conversations ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                    values,
+                )
+                server_id = int(cursor.lastrowid or 0)
+            else:
+                server_id = int(row["id"])
+                assignments = [f"{name} = ?" for name in given if name != "conversation_id"]
+                values = [value for name, value in given.items() if name != "conversation_id"]
+                db.execute(
+                    f"UPDATE conversations SET {''.join(a + ', ' for a in assignments)}"
+                    "initialized = MAX(initialized, ?), is_used = MAX(is_used, ?), updated_at = ? WHERE id = ?",
+                    [*values, int(not used), int(used), now, server_id],
+                )
+        return self._conversations(" WHERE c.id = ?", [server_id], "", [])[0]
+
+    def add_item(self, kind: str, conversation: int, timestamp: str | None, body: Mapping[str, Any]) -> int:
+        """Store an item of ``kind`` under the conversation with server id ``conversation``; returns its id.
+
+        Raises :class:`UnknownConversationError` when there is no such conversation.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown item kind {kind!r}")
+        now = utc_iso()
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation,)).fetchone() is None:
+                raise UnknownConversationError(conversation)
+            cursor = db.execute(
+                "INSERT INTO items (conversation, kind, timestamp, created_at, body) VALUES (?, ?, ?, ?, ?)",
+                (conversation, kind, utc_iso(timestamp) if timestamp else now, now,
+                 json.dumps(dict(body), ensure_ascii=False)),
+            )
+            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation))
+            return int(cursor.lastrowid or 0)
+
+    # Reads -------------------------------------------------------------------------------------
+
+    def list_conversations(
+        self, filters: ConversationFilter, offset: int, limit: int
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """The count of matching conversations and one page of them, newest first, each with ``messages``."""
+        where, params = filters.where()
+        count = int(self._read(f"SELECT COUNT(*) FROM conversations c{where}", params)[0][0])
+        page = self._conversations(where, params, " ORDER BY c.created_at DESC, c.id DESC LIMIT ? OFFSET ?",
+                                   [limit, offset])
+        messages: dict[int, list[dict[str, Any]]] = {conversation["id"]: [] for conversation in page}
+        if page:
+            marks = ", ".join("?" * len(page))
+            for item in self._items(f"conversation IN ({marks}) AND kind = 'message'", list(messages)):
+                messages[item["conversation"]].append(item)
+        for conversation in page:
+            conversation["messages"] = messages[conversation["id"]]
+        return count, page
+
+    def get_conversation(self, server_id: int) -> dict[str, Any] | None:
+        """One conversation with its ``messages``, ``buttons`` (with ``siblings``), ``actions``,
+        ``attachments`` and ``timeline`` (all of them in time order, each with ``kind``); ``None`` if absent."""
+        found = self._conversations(" WHERE c.id = ?", [server_id], "", [])
+        if not found:
+            return None
+        conversation = found[0]
+        timeline = self._items("conversation = ?", [server_id])
+        events = {item["button_event"] for item in timeline if item["kind"] == "button"}
+        labels = self._labels_by_event(sorted(events))
+        for item in timeline:
+            if item["kind"] == "button":
+                item["siblings"] = [label for label in labels.get(item["button_event"], ()) if label != item["label"]]
+        conversation["messages"] = [item for item in timeline if item["kind"] == "message"]
+        conversation["buttons"] = [item for item in timeline if item["kind"] == "button"]
+        conversation["actions"] = [item for item in timeline if item["kind"] == "action"]
+        conversation["attachments"] = [
+            {**file, "sender": item.get("sender"), "timestamp": item["timestamp"], "item": item["id"]}
+            for item in timeline if item["kind"] == "attachments" for file in item.get("files", ())
+        ]
+        conversation["timeline"] = timeline
+        return conversation
+
+    def stats(self, environment: str | None = None) -> dict[str, Any]:
+        """Interaction and button analytics, token sums and the conversation count (of one environment)."""
+        where, params = ConversationFilter(environment=environment).where()
+        totals = self._read(
+            "SELECT COUNT(*) AS conversations, COALESCE(SUM(c.initialized), 0) AS initialized, "
+            "COALESCE(SUM(c.is_used), 0) AS used, "
+            "COALESCE(SUM(c.initialized AND c.is_used), 0) AS converted, "
+            f"COALESCE(SUM(c.initialized AND NOT c.is_used), 0) AS abandoned FROM conversations c{where}",
+            params,
+        )[0]
+        joined = f"FROM items i JOIN conversations c ON c.id = i.conversation{where}{' AND' if where else ' WHERE'}"
+        buttons: dict[str, dict[str, int]] = {}
+        for row in self._read(
+            "SELECT json_extract(i.body, '$.button_event') AS event, json_extract(i.body, '$.label') AS label, "
+            f"COUNT(*) AS n {joined} i.kind = 'button' GROUP BY event, label ORDER BY event, n DESC, label",
+            params,
+        ):
+            buttons.setdefault(str(row["event"]), {})[str(row["label"])] = int(row["n"])
+        sums = ", ".join(f"COALESCE(SUM(CAST(json_extract(i.body, '$.metadata.{key}') AS INTEGER)), 0) AS {key}"
+                         for key in TOKEN_KEYS)
+        token_row = self._read(
+            f"SELECT {sums} {joined} i.kind = 'action' AND json_extract(i.body, '$.action_name') = 'token_usage'",
+            params,
+        )[0]
+        initialized = int(totals["initialized"])
+        return {
+            "initialized": initialized,
+            "used": int(totals["used"]),
+            "interaction_rate": round(100.0 * int(totals["converted"]) / initialized, 1) if initialized else 0,
+            "abandoned": int(totals["abandoned"]),
+            "buttons": buttons,
+            "tokens": {key: int(token_row[key]) for key in TOKEN_KEYS},
+            "conversations": int(totals["conversations"]),
+        }
+
+    def _conversations(self, where: str, params: list[Any], tail: str, tail_params: list[Any]) -> list[dict[str, Any]]:
+        rows = self._read(f"SELECT c.* FROM conversations c{where}{tail}", [*params, *tail_params])
+        return [_conversation(row) for row in rows]
+
+    def _items(self, where: str, params: list[Any]) -> list[dict[str, Any]]:
+        rows = self._read(f"SELECT * FROM items WHERE {where} ORDER BY timestamp, id", params)
+        return [{"id": row["id"], "kind": row["kind"], "conversation": row["conversation"],
+                 "timestamp": row["timestamp"], **json.loads(row["body"])} for row in rows]
+
+    def _labels_by_event(self, events: list[str]) -> dict[str, list[str]]:
+        if not events:
+            return {}
+        marks = ", ".join("?" * len(events))
+        labels: dict[str, list[str]] = {}
+        for row in self._read(
+            "SELECT DISTINCT json_extract(body, '$.button_event') AS event, json_extract(body, '$.label') AS label "
+            f"FROM items WHERE kind = 'button' AND json_extract(body, '$.button_event') IN ({marks}) "
+            "ORDER BY event, label",
+            events,
+        ):
+            labels.setdefault(row["event"], []).append(row["label"])
+        return labels
+
+
+def _conversation(row: sqlite3.Row) -> dict[str, Any]:
+    conversation = {key: row[key] for key in row.keys()}  # noqa: SIM118 - sqlite3.Row is not a mapping
+    conversation["metadata"] = json.loads(row["metadata"]) if row["metadata"] else {}
+    conversation["initialized"] = bool(row["initialized"])
+    conversation["is_used"] = bool(row["is_used"])
+    return conversation

@@ -1,0 +1,347 @@
+"""``agentsight dev``: the SQLite-backed AgentSight-compatible API, its reads, stats and command line."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from agentsight import ConversationTracker
+from agentsight.dev.server import DevServer
+from tests.conftest import API_KEY, QUICK_RETRIES
+
+Call = Callable[..., tuple[int, Any]]
+
+
+def request(url: str, method: str, path: str, body: Any = None, *, key: str | None = API_KEY,
+            raw: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """One HTTP request to ``url``; returns the status and the decoded JSON (or text) answer."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if key is not None:
+        sent["Authorization"] = f"Api-Key {key}"
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    try:
+        connection.request(method, path, body=data, headers=sent)
+        response = connection.getresponse()
+        payload = response.read()
+        kind = response.getheader("Content-Type", "")
+    finally:
+        connection.close()
+    return response.status, json.loads(payload) if kind.startswith("application/json") else payload.decode()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """A fresh database path."""
+    return tmp_path / "dev.db"
+
+
+@pytest.fixture
+def dev(db: Path) -> Iterator[DevServer]:
+    """A dev server on a free port over ``db``."""
+    with DevServer("127.0.0.1", 0, db) as server:
+        yield server
+
+
+@pytest.fixture
+def call(dev: DevServer) -> Call:
+    """``call(method, path, body=None, **options)`` against the dev server."""
+    return partial(request, dev.url)
+
+
+@pytest.fixture
+def make_dev_tracker(dev: DevServer) -> Iterator[Callable[[], ConversationTracker]]:
+    """Build trackers delivering to the dev server (shut down after the test)."""
+    made: list[ConversationTracker] = []
+
+    def make() -> ConversationTracker:
+        tracker = ConversationTracker(api_key=API_KEY, endpoint=dev.url, delivery=QUICK_RETRIES)
+        made.append(tracker)
+        return tracker
+
+    yield make
+    for tracker in made:
+        tracker.shutdown()
+
+
+def post_conversation(call: Call, conversation_id: str, **fields: Any) -> int:
+    """Post a conversation (``is_used`` true unless given); returns its server id."""
+    status, answer = call("POST", "/api/conversations/", {"conversation_id": conversation_id, "is_used": True,
+                                                          **fields})
+    assert status == 201, answer
+    return int(answer["id"])
+
+
+def post_item(call: Call, path: str, conversation: int, **fields: Any) -> dict[str, Any]:
+    """Post an item under ``conversation``; asserts 201 and returns the answer."""
+    status, answer = call("POST", path, {"conversation": conversation, "metadata": {}, **fields})
+    assert status == 201, answer
+    return answer
+
+
+# Ingestion -----------------------------------------------------------------------------------------
+
+
+def test_tracker_flow_is_stored(make_dev_tracker: Callable[[], ConversationTracker], call: Call) -> None:
+    tracker = make_dev_tracker()
+    tracker.initialize_conversation("conv-1", customer_id="user-7", device="desktop", source="web",
+                                    language="en-US", metadata={"page_url": "https://shop.example/"})
+    with tracker.conversation("conv-1", customer_ip_address="203.0.113.9"):
+        tracker.track_question("Hello, I need help")
+        tracker.track_answer("This is a sample response")
+        tracker.track_button("contact_human_agent", "Create ticket", "create-ticket")
+        tracker.track_action("lookup", duration_ms=12, tools_used={"search": 1}, response="found")
+        tracker.track_attachments([{"data": b"%PDF-1.4", "filename": "a.pdf", "mime_type": "application/pdf"}],
+                                  mode="form_data")
+        tracker.track_token_usage(100, 25, 125, 0)
+    result = tracker.flush(10)
+    assert result["complete"], result
+
+    status, page = call("GET", "/api/conversations/?conversation_id=conv-1")
+    assert status == 200 and page["count"] == 1
+    listed = page["results"][0]
+    assert listed["customer_id"] == "user-7" and listed["customer_ip_address"] == "203.0.113.9"
+    assert listed["initialized"] is True and listed["is_used"] is True
+    assert listed["metadata"]["page_url"] == "https://shop.example/"
+    assert [(m["sender"], m["content"]) for m in listed["messages"]] == [
+        ("end_user", "Hello, I need help"), ("agent", "This is a sample response")]
+
+    status, detail = call("GET", f"/api/conversations/{listed['id']}/")
+    assert status == 200
+    assert [b["label"] for b in detail["buttons"]] == ["Create ticket"]
+    actions = {a["action_name"]: a for a in detail["actions"]}
+    assert actions["lookup"]["duration_ms"] == 12 and actions["lookup"]["response"] == "found"
+    assert actions["token_usage"]["metadata"]["total_tokens"] == 125
+    assert detail["attachments"][0] | {"filename": "a.pdf", "mime_type": "application/pdf", "size": 8} == \
+        detail["attachments"][0]
+    stamps = [entry["timestamp"] for entry in detail["timeline"]]
+    assert stamps == sorted(stamps) and {e["kind"] for e in detail["timeline"]} == {
+        "message", "button", "action", "attachments"}
+
+
+def test_conversation_get_or_create_merges(call: Call) -> None:
+    first = post_conversation(call, "merge", customer_id="u1", device="mobile", is_used=False,
+                              metadata={"a": 1})
+    second = post_conversation(call, "merge", customer_id=None, device=None, language="de", metadata=None)
+    third = post_conversation(call, "merge", is_used=False)
+    assert first == second == third
+    status, detail = call("GET", f"/api/conversations/{first}/")
+    assert status == 200
+    assert (detail["customer_id"], detail["device"], detail["language"]) == ("u1", "mobile", "de")
+    assert detail["metadata"] == {"a": 1} and detail["is_used"] is True and detail["initialized"] is True
+
+
+def test_raw_items_and_base64_attachments(call: Call) -> None:
+    conversation = post_conversation(call, "raw", timestamp="2026-01-01T10:00:00+02:00")
+    data = base64.b64encode(b"hello").decode()
+    answer = post_item(call, "/api/attachments/", conversation, mode="base64", sender="end_user",
+                       attachments=[{"filename": "h.txt", "mime_type": "text/plain", "data": data}],
+                       timestamp="2026-01-01T08:00:03Z")
+    assert isinstance(answer["id"], int)
+    post_item(call, "/api/track/", conversation, content="later", sender="agent", timestamp="2026-01-01T08:00:05Z")
+    post_item(call, "/api/track/", conversation, content="first", sender="end_user",
+              timestamp="2026-01-01T10:00:01+02:00")
+    _, detail = call("GET", f"/api/conversations/{conversation}/")
+    assert detail["created_at"].startswith("2026-01-01T08:00:00")
+    assert [e.get("content", e["kind"]) for e in detail["timeline"]] == ["first", "attachments", "later"]
+    assert detail["attachments"][0]["size"] == 5
+
+
+def test_errors_have_drf_shape(call: Call) -> None:
+    conversation = post_conversation(call, "errors")
+    assert call("POST", "/api/track/", raw=b"{not json")[0] == 400
+    status, answer = call("POST", "/api/track/", raw=b"{not json")
+    assert status == 400 and "detail" in answer
+    assert call("POST", "/api/conversations/", {}) == (400, {"conversation_id": ["This field is required."]})
+    status, answer = call("POST", "/api/buttons/", {"conversation": conversation, "button_event": "e", "label": "l"})
+    assert (status, answer) == (400, {"value": ["This field is required."]})
+    status, answer = call("POST", "/api/track/", {"conversation": 9999, "content": "x", "sender": "agent"})
+    assert status == 400 and list(answer) == ["conversation"] and isinstance(answer["conversation"], list)
+    status, answer = call("POST", "/api/track/", {"conversation": conversation, "content": "x", "sender": "bot"})
+    assert status == 400 and "sender" in answer
+    status, answer = call("POST", "/api/track/", {"conversation": conversation, "content": "x", "sender": "agent",
+                                                  "timestamp": "yesterday"})
+    assert status == 400 and "timestamp" in answer
+    assert call("GET", "/api/conversations/424242/") == (404, {"detail": "Not found."})
+    assert call("GET", "/api/nothing/")[0] == 404
+
+
+@pytest.mark.parametrize("key", [None, "wrong", "ags_0123_abcdef"])
+def test_api_key_required_on_every_api_request(call: Call, key: str | None) -> None:
+    for method, path, body in (("POST", "/api/conversations/", {"conversation_id": "k"}),
+                               ("GET", "/api/conversations/", None), ("GET", "/api/stats/", None)):
+        status, answer = call(method, path, body, key=key)
+        assert status == 401 and "detail" in answer
+    assert call("GET", "/api/stats/", key=API_KEY.upper().replace("AGS_", "ags_"))[0] == 200
+
+
+def test_dashboard_and_health(dev: DevServer) -> None:
+    parts = urlsplit(dev.url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type", "").startswith("text/html")
+    assert b"<" in response.read()
+    connection.request("GET", "/health")
+    assert connection.getresponse().status == 200
+    connection.close()
+
+
+# Persistence and concurrency -----------------------------------------------------------------------
+
+
+def test_data_survives_restart(db: Path) -> None:
+    with DevServer("127.0.0.1", 0, db) as server:
+        first = post_conversation(partial(request, server.url), "persist")
+        request(server.url, "POST", "/api/track/", {"conversation": first, "content": "hi", "sender": "end_user"})
+    with DevServer("127.0.0.1", 0, db) as server:
+        again = partial(request, server.url)
+        assert post_conversation(again, "persist") == first
+        assert post_conversation(again, "next") == first + 1
+        _, detail = again("GET", f"/api/conversations/{first}/")
+        assert [m["content"] for m in detail["messages"]] == ["hi"]
+
+
+def test_concurrent_writers(dev: DevServer, call: Call) -> None:
+    threads, turns = 16, 20
+    parts = urlsplit(dev.url)
+    failures: list[Any] = []
+    ids: dict[str, set[int]] = {}
+    lock = threading.Lock()
+
+    def writer(number: int) -> None:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        headers = {"Content-Type": "application/json", "Authorization": f"Api-Key {API_KEY}"}
+
+        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            connection.request("POST", path, json.dumps(body), headers)
+            response = connection.getresponse()
+            answer = json.loads(response.read())
+            if response.status != 201:
+                failures.append(answer)
+            return answer
+
+        for turn in range(turns):
+            conversation_id = f"shared-{turn}"
+            server_id = post("/api/conversations/", {"conversation_id": conversation_id, "is_used": True})["id"]
+            with lock:
+                ids.setdefault(conversation_id, set()).add(server_id)
+            post("/api/track/", {"conversation": server_id, "content": f"{number}/{turn}", "sender": "end_user"})
+        connection.close()
+
+    workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert not failures
+    assert all(len(server_ids) == 1 for server_ids in ids.values()) and len(ids) == turns
+    _, page = call("GET", "/api/conversations/?page_size=100")
+    assert page["count"] == turns
+    contents = {m["content"] for conversation in page["results"] for m in conversation["messages"]}
+    assert contents == {f"{n}/{t}" for n in range(threads) for t in range(turns)}
+
+
+# Reads and stats -----------------------------------------------------------------------------------
+
+
+def test_stats_on_known_mix(call: Call) -> None:
+    ids = [post_conversation(call, f"s{n}", is_used=False) for n in range(10)]
+    for number in range(6):
+        post_conversation(call, f"s{number}")
+    post_conversation(call, "dev-only", environment="development")
+    for conversation, label in ((ids[0], "Create ticket"), (ids[1], "Create ticket"), (ids[2], "Copy conversation")):
+        post_item(call, "/api/buttons/", conversation, button_event="contact_human_agent", label=label, value="v")
+    for conversation in ids[:2]:
+        post_item(call, "/api/action_logs/", conversation, action_name="token_usage",
+                  metadata={"prompt_tokens": 100, "completion_tokens": 25, "total_tokens": 125,
+                            "embedding_tokens": 3})
+    status, stats = call("GET", "/api/stats/?environment=production")
+    assert status == 200
+    assert stats == {
+        "initialized": 10, "used": 6, "interaction_rate": 60.0, "abandoned": 4,
+        "buttons": {"contact_human_agent": {"Create ticket": 2, "Copy conversation": 1}},
+        "tokens": {"prompt_tokens": 200, "completion_tokens": 50, "total_tokens": 250, "embedding_tokens": 6},
+        "conversations": 10,
+    }
+    _, everything = call("GET", "/api/stats/")
+    assert everything["conversations"] == 11 and everything["used"] == 7
+    _, development = call("GET", "/api/stats/?environment=development")
+    assert development["interaction_rate"] == 0 and development["buttons"] == {}
+
+    _, detail = call("GET", f"/api/conversations/{ids[0]}/")
+    assert detail["buttons"][0]["siblings"] == ["Copy conversation"]
+
+
+def test_pagination_and_filters(call: Call) -> None:
+    for number in range(25):
+        post_conversation(call, f"p{number:02d}", is_used=number % 2 == 0,
+                          environment="development" if number % 5 == 0 else "production")
+    status, first = call("GET", "/api/conversations/?page=1&page_size=10")
+    assert status == 200 and first["count"] == 25 and first["previous"] is None
+    assert [c["conversation_id"] for c in first["results"]] == [f"p{n:02d}" for n in range(24, 14, -1)]
+    assert "page=2" in first["next"]
+    _, last = call("GET", "/api/conversations/?page=3&page_size=10")
+    assert len(last["results"]) == 5 and last["next"] is None and "page=2" in last["previous"]
+    assert call("GET", "/api/conversations/?page=4&page_size=10")[0] == 404
+    _, unused = call("GET", "/api/conversations/?is_used=false&page_size=100")
+    assert unused["count"] == 12 and all(not c["is_used"] for c in unused["results"])
+    _, dev_env = call("GET", "/api/conversations/?environment=development&is_used=true")
+    assert {c["conversation_id"] for c in dev_env["results"]} == {"p00", "p10", "p20"}
+    _, one = call("GET", "/api/conversations/?conversation_id=p07")
+    assert one["count"] == 1 and one["results"][0]["conversation_id"] == "p07"
+
+
+# Command line --------------------------------------------------------------------------------------
+
+
+def test_dev_help() -> None:
+    result = subprocess.run([sys.executable, "-m", "agentsight.cli", "dev", "--help"], capture_output=True,
+                            text=True, timeout=30, check=False)
+    assert result.returncode == 0
+    assert "--port" in result.stdout and "--db" in result.stdout and "--host" in result.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_dev_command_serves_and_stops_on_sigint(tmp_path: Path) -> None:
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agentsight.cli", "dev", "--port", str(port), "--db", str(tmp_path / "cli.db")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in line
+        url = f"http://127.0.0.1:{port}"
+        status, answer = request(url, "POST", "/api/conversations/", {"conversation_id": "cli", "is_used": True})
+        assert status == 201 and answer["id"] == 1
+        status, stats = request(url, "GET", "/api/stats/")
+        assert status == 200 and stats["conversations"] == 1 and stats["used"] == 1
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (tmp_path / "cli.db").exists()
