@@ -228,6 +228,7 @@ class DeliveryClient:
             with self._lock:
                 self._work_ready.wait_for(lambda: self._ready or (self._closing and self._unfinished == 0))
                 if not self._ready:
+                    self._transport.close()  # this thread's kept-alive connection
                     return
                 conversation_id = self._ready.popleft()
                 turn = self._pending[conversation_id].popleft()
