@@ -40,6 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from agentsight.serving import serve_in_background, stop_serving
+
 __all__ = [
     "ANTHROPIC_MODEL_SUFFIX",
     "ANTHROPIC_USAGE",
@@ -253,20 +255,14 @@ class FakeLLMServer:
     def start(self) -> FakeLLMServer:
         """Serve in a daemon thread; returns ``self``."""
         if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-llm", daemon=True
-            )
-            self._thread.start()
+            self._thread = serve_in_background(self._server, "fake-llm")
         return self
 
     def stop(self) -> None:
         """Stop serving, cut open keep-alive connections and close the listening socket."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
+        stop_serving(self._server, self._thread)
+        self._thread = None
         self._server.close_connections()
-        self._server.server_close()
 
     def __enter__(self) -> FakeLLMServer:
         return self.start()

@@ -21,6 +21,7 @@ from typing import Any
 
 from agentsight.config import API_KEY_PATTERN
 from agentsight.payloads import PATHS
+from agentsight.serving import serve_in_background, stop_serving
 
 REQUIRED_FIELDS = {
     "/api/conversations/": ("conversation_id",),
@@ -75,16 +76,13 @@ class LocalAgentSightServer:
 
     def start(self) -> LocalAgentSightServer:
         """Serve in a background thread."""
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="agentsight-local-api", daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_background(self._server, "agentsight-local-api")
         return self
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
-        self._server.shutdown()
-        self._server.server_close()
+        stop_serving(self._server, self._thread)
+        self._thread = None
 
     def __enter__(self) -> LocalAgentSightServer:
         return self.start()

@@ -22,6 +22,7 @@ from agentsight.config import API_KEY_PATTERN, ENVIRONMENTS
 from agentsight.dev.store import ConversationFilter, DevStore, UnknownConversationError, utc_iso
 from agentsight.local_server import REQUIRED_FIELDS, _parse_body
 from agentsight.payloads import PATHS
+from agentsight.serving import serve_in_background, stop_serving
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 PLACEHOLDER = b"<!doctype html><title>AgentSight dev</title><p>AgentSight dev server: dashboard.html is missing.</p>"
@@ -308,18 +309,15 @@ class DevServer:
             self.store.close()
             raise
         self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="agentsight-dev", daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_background(self._server, "agentsight-dev")
         return self
 
     def stop(self) -> None:
         """Stop serving, close the socket and the database."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            stop_serving(self._server, self._thread)
             self._server = None
+            self._thread = None
         if self.store is not None:
             self.store.close()
             self.store = None
