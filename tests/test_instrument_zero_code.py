@@ -51,3 +51,26 @@ def test_a_disabled_instrumentation_is_not_loaded(
     _run(api, fake, tmp_path, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="agentsight_openai")
     actions = bodies(api, "/api/action_logs/")
     assert [a["action_name"] for a in actions] == ["chat anthropic/claude-fake-model-20241022", "token_usage"]
+
+
+def test_auto_instrumentation_waits_for_the_app_to_import_the_client(
+    api: LocalAgentSightServer, fake: FakeLLMServer, tmp_path: Path
+) -> None:
+    source = """
+import sys
+from agentsight import ConversationTracker
+
+tracker = ConversationTracker()
+assert "openai" not in sys.modules, "creating a tracker imports no client library"
+import openai
+
+tracker.get_or_create_conversation("conv-late-import")
+openai.OpenAI(base_url=OPENAI_URL, api_key="test", max_retries=0).chat.completions.create(
+    model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+tracker.send_tracked_data()
+""".replace("OPENAI_URL", repr(fake.openai_base_url))
+    result = run_script(tmp_path, source, {"AGENTSIGHT_API_KEY": API_KEY, "AGENTSIGHT_API_ENDPOINT": api.url,
+                                           "PYTHONPATH": str(Path.cwd()), "AGENTSIGHT_AUTO_INSTRUMENT": "true"})
+    assert result.returncode == 0, result.stderr
+    assert [a["action_name"] for a in bodies(api, "/api/action_logs/")] == [
+        "chat openai/gpt-4o-mini-2024-07-18", "token_usage"]

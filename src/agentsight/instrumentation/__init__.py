@@ -11,8 +11,10 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from functools import partial
 from typing import Any
 
+import wrapt
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
@@ -39,11 +41,13 @@ def _disabled() -> set[str]:
 
 
 def instrument(**kwargs: Any) -> list[str]:
-    """Instrument every supported LLM client library that is installed; returns the ones now instrumented.
+    """Instrument every supported LLM client library that is installed; returns their names.
 
-    Skips libraries that are missing or of an unsupported version, those already instrumented, and
-    those named (as ``agentsight_<library>``) in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``.
-    ``kwargs`` go to each ``instrument()`` call (``tracer_provider=...``).
+    A library the app has imported is instrumented now; one not imported yet is instrumented when the
+    app imports it (a post-import hook), so nothing is imported only to be instrumented. Skips
+    libraries that are missing or of an unsupported version, those already instrumented, and those
+    named (as ``agentsight_<library>``) in ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``. ``kwargs`` go
+    to each ``instrument()`` call (``tracer_provider=...``).
     """
     done = []
     disabled = _disabled()
@@ -52,15 +56,24 @@ def instrument(**kwargs: Any) -> list[str]:
             continue
         try:
             instrumentor = _instrumentor(name)
-            if not instrumentor.is_instrumented_by_opentelemetry:
-                if get_dependency_conflicts(list(instrumentor.instrumentation_dependencies())) is not None:
-                    continue
-                instrumentor.instrument(**kwargs)
+            if get_dependency_conflicts(list(instrumentor.instrumentation_dependencies())) is not None:
+                continue
         except Exception:  # tracking must work even if one client's instrumentation cannot be applied
             logger.warning("AgentSight could not instrument %s", name, exc_info=True)
             continue
+        wrapt.register_post_import_hook(partial(_instrument_imported, name, kwargs), name)
         done.append(name)
     return done
+
+
+def _instrument_imported(name: str, kwargs: dict[str, Any], module: Any) -> None:
+    instrumentor = _instrumentor(name)
+    if instrumentor.is_instrumented_by_opentelemetry:
+        return
+    try:
+        instrumentor.instrument(**kwargs)
+    except Exception:  # tracking must work even if one client's instrumentation cannot be applied
+        logger.warning("AgentSight could not instrument %s", name, exc_info=True)
 
 
 def uninstrument() -> None:
