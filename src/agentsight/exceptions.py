@@ -86,7 +86,11 @@ class NoDataToSendException(Exception):
 
 
 class ConversationApiException(ConversationTrackingException):
-    """The AgentSight API refused a payload (appears in delivery results, never raised into user code)."""
+    """Kept for compatibility with the upstream SDK, which raised it on an API error.
+
+    Here delivery happens in the background: a refused payload is logged, counted and reported in
+    ``tracker.flush()`` results, never raised into user code.
+    """
 
     def __init__(self, message: str, status_code: int | None = None, response_data: object = None) -> None:
         super().__init__(message)
@@ -95,7 +99,11 @@ class ConversationApiException(ConversationTrackingException):
 
 
 class ConversationNetworkException(ConversationTrackingException):
-    """The AgentSight API could not be reached (appears in delivery results, never raised into user code)."""
+    """Kept for compatibility with the upstream SDK, which raised it when the API was unreachable.
+
+    Here network failures are retried in the background, logged, counted and reported in
+    ``tracker.flush()`` results, never raised into user code.
+    """
 
 
 class InvalidAttachmentException(Exception):

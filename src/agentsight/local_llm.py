@@ -40,7 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from agentsight.serving import serve_in_background, stop_serving
+from agentsight.serving import serve_in_background, stop_serving, write_response
 
 __all__ = [
     "ANTHROPIC_MODEL_SUFFIX",
@@ -735,17 +735,7 @@ def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
 
 
 def _send_json(handler: BaseHTTPRequestHandler, status: int, data: object, headers: dict[str, str]) -> None:
-    payload = _dumps(data).encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(payload)))
-    for name, value in headers.items():
-        handler.send_header(name, value)
-    handler.end_headers()
-    try:
-        handler.wfile.write(payload)
-    except OSError:
-        handler.close_connection = True
+    write_response(handler, status, _dumps(data).encode(), "application/json", headers)
 
 
 def _send_stream(

@@ -21,7 +21,7 @@ from typing import Any
 
 from agentsight.config import API_KEY_PATTERN
 from agentsight.payloads import PATHS
-from agentsight.serving import serve_in_background, stop_serving
+from agentsight.serving import serve_in_background, stop_serving, write_response
 
 REQUIRED_FIELDS = {
     "/api/conversations/": ("conversation_id",),
@@ -190,13 +190,7 @@ def _handler_for(server: LocalAgentSightServer) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {key.lower(): value for key, value in self.headers.items()}
             status, body, extra = server._answer(self.path, headers, raw)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for key, value in extra.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(body)
+            write_response(self, status, body, "application/json", extra)
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: the server's record is the log."""

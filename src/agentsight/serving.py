@@ -1,9 +1,11 @@
-"""Standard-library HTTP servers run in the background: the local API, the stand-in model, agentsight dev."""
+"""Standard-library HTTP servers run in the background (local API, stand-in model, agentsight dev) and their replies."""
 
 from __future__ import annotations
 
 import socketserver
 import threading
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler
 
 POLL_INTERVAL = 0.05
 """How often ``serve_forever`` checks for shutdown: short, so stopping takes milliseconds."""
@@ -22,3 +24,28 @@ def stop_serving(server: socketserver.BaseServer, thread: threading.Thread | Non
         server.shutdown()
         thread.join()
     server.server_close()
+
+
+def write_response(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    body: bytes,
+    content_type: str,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Write a whole response, its length included (kept-alive connections need it); no body for HEAD.
+
+    A client that went away while the body was written only ends the connection.
+    """
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    if handler.command == "HEAD":
+        return
+    try:
+        handler.wfile.write(body)
+    except OSError:
+        handler.close_connection = True

@@ -58,6 +58,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import (
 
 from agentsight.bridge.core import BridgeCore, IngestResult
 from agentsight.config import Settings
+from agentsight.serving import write_response
 
 logger = logging.getLogger("agentsight.bridge")
 
@@ -574,16 +575,8 @@ class OtlpHttpHandler(BaseHTTPRequestHandler):
         linger = self._linger_after_response
         if linger or self.server.connections.closing:
             self.close_connection = True
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        closing = {"Connection": "close"} if self.close_connection else {}
+        write_response(self, status, body, content_type, {**(headers or {}), **closing})
         if linger:
             self._linger(linger)
 

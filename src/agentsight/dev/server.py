@@ -22,7 +22,7 @@ from agentsight.config import API_KEY_PATTERN, ENVIRONMENTS
 from agentsight.dev.store import ConversationFilter, DevStore, UnknownConversationError, utc_iso
 from agentsight.local_server import REQUIRED_FIELDS, _parse_body
 from agentsight.payloads import PATHS
-from agentsight.serving import serve_in_background, stop_serving
+from agentsight.serving import serve_in_background, stop_serving, write_response
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 PLACEHOLDER = b"<!doctype html><title>AgentSight dev</title><p>AgentSight dev server: dashboard.html is missing.</p>"
@@ -268,12 +268,7 @@ def _handler_for(app: DevApp) -> type[BaseHTTPRequestHandler]:
             self._send(status, json.dumps(body, ensure_ascii=False).encode("utf-8"), "application/json")
 
         def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
+            write_response(self, status, body, content_type, {"Cache-Control": "no-store"})
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: no line per request."""
