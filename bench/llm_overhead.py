@@ -53,7 +53,7 @@ from typing import IO, TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from agentsight.local_llm import FakeLLMServer
+from agentsight.dev.local_llm import FakeLLMServer
 
 if TYPE_CHECKING:
     import openai
@@ -650,7 +650,7 @@ def report(runs: list[Run], measured: dict[str, Measured], counts: Counts, diffe
         f"{counts.cycles_per_block * (counts.chats_per_cycle + 1)} calls ({counts.chats_per_cycle} non-stream, "
         f"1 stream, repeated) each, the order rotating every block. {counts.rounds} round(s), fresh processes each; "
         "figure = median over rounds of each round's median; overhead = figure − bare's.",
-        "- Set-up: fake OpenAI-compatible server (`agentsight.local_llm`, 100-word reply, streamed as 100 deltas + "
+        "- Set-up: fake OpenAI-compatible server (`agentsight.dev.local_llm`, 100-word reply, streamed as 100 deltas + "
         "role, finish and usage chunks; usage 11/7, `stream_options.include_usage`) and a local AgentSight API, both "
         "in the benchmark's process; each variant in a subprocess (`--worker`, `python -I`). Instrumented variants: "
         "SDK `TracerProvider` (global too) + `SimpleSpanProcessor` with an exporter that only counts spans; no "

@@ -2,7 +2,7 @@
 
 1. Starts ``agentsight dev`` in-process (:class:`agentsight.dev.server.DevServer`, port 8321 unless ``--port``;
    ``--port 0`` takes any free port; a fresh database unless ``--db``) and a local stand-in model
-   (:class:`agentsight.local_llm.FakeLLMServer`), and points ``AGENTSIGHT_API_ENDPOINT`` / ``AGENTSIGHT_API_KEY``
+   (:class:`agentsight.dev.local_llm.FakeLLMServer`), and points ``AGENTSIGHT_API_ENDPOINT`` / ``AGENTSIGHT_API_KEY``
    and ``OPENAI_BASE_URL`` at them.
 2. Serves the guide's FastAPI backend (``examples/widget_fastapi.py``) under uvicorn in a background thread;
    its tracker instruments the ``openai`` client, so each answer's model call lands in the turn.
@@ -32,9 +32,9 @@ from typing import Any
 import httpx
 import uvicorn
 
+from agentsight.dev.local_llm import FakeLLMServer
 from agentsight.dev.server import DevServer
 from agentsight.dev.store import ConversationFilter
-from agentsight.local_llm import FakeLLMServer
 
 LOCAL_API_KEY = "ags_" + "0" * 32 + "_" + "0" * 6
 USER_AGENTS = {

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from agentsight import ConversationTracker
 from agentsight.config import DeliverySettings
-from agentsight.local_llm import FakeLLMServer
+from agentsight.dev.local_llm import FakeLLMServer
 from agentsight.local_server import LocalAgentSightServer
 
 # Trackers would instrument the installed LLM clients on creation; instrumentation tests do it themselves.

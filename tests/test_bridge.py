@@ -34,11 +34,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceS
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from agentsight import semconv as sc
 from agentsight.bridge.core import RETRY_AFTER_SECONDS
 from agentsight.bridge.server import DEFAULT_MAX_BODY_BYTES, Bridge, parse_otlp_json
 from agentsight.config import DeliverySettings, Settings
 from agentsight.local_server import LocalAgentSightServer
+from agentsight.spans import semconv as sc
 from tests.conftest import API_KEY, QUICK_RETRIES, bodies, run_script
 from tests.test_otel_integration import SEED_FLOW, SEED_PATHS
 

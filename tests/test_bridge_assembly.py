@@ -8,10 +8,10 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import TracerProvider
 
-from agentsight import semconv as sc
 from agentsight.bridge.assembly import TurnAssembler
 from agentsight.bridge.otlp import ReceivedEvent, ReceivedSpan
-from agentsight.translator import translate
+from agentsight.export.rest import translate
+from agentsight.spans import semconv as sc
 
 TRACE = b"\x01" * 16
 SECOND = 1_000_000_000

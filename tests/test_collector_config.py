@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-import agentsight.semconv as sc
+import agentsight.spans.semconv as sc
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "collector-config"
 CONFIG_FILES = sorted(CONFIG_DIR.glob("*.yaml"))

@@ -19,10 +19,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agentsight import ConversationTracker
-from agentsight.attribution import ModelCallAttribution
+from agentsight.dev.local_llm import ANTHROPIC_USAGE, REPLY_TEXT, TOOL_INPUT, FakeLLMServer
 from agentsight.instrumentation.anthropic import AnthropicInstrumentor
-from agentsight.local_llm import ANTHROPIC_USAGE, REPLY_TEXT, TOOL_INPUT, FakeLLMServer
 from agentsight.local_server import LocalAgentSightServer
+from agentsight.spans.attribution import ModelCallAttribution
 from tests.conftest import bodies, instrumented
 
 MODEL = "claude-x"

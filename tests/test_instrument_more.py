@@ -19,10 +19,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agentsight import ConversationTracker
+from agentsight.dev.local_llm import CHAT_USAGE, MISTRAL_USAGE, OLLAMA_USAGE, REPLY_TEXT, FakeLLMServer
 from agentsight.instrumentation.groq import GroqInstrumentor
 from agentsight.instrumentation.mistralai import MistralAIInstrumentor
 from agentsight.instrumentation.ollama import OllamaInstrumentor
-from agentsight.local_llm import CHAT_USAGE, MISTRAL_USAGE, OLLAMA_USAGE, REPLY_TEXT, FakeLLMServer
 from agentsight.local_server import LocalAgentSightServer
 from tests.conftest import bodies, instrumented, run_script
 

@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agentsight import ConversationTracker
+from agentsight.dev.local_llm import FakeLLMServer
 from agentsight.instrumentation.openai import OpenAIInstrumentor
-from agentsight.local_llm import FakeLLMServer
 from agentsight.local_server import LocalAgentSightServer
 from tests.conftest import API_KEY, bodies, instrumented, run_script
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from agentsight.local_llm import FakeLLMServer
+from agentsight.dev.local_llm import FakeLLMServer
 from agentsight.local_server import LocalAgentSightServer
 from tests.conftest import API_KEY, bodies, run_script
 

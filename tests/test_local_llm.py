@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from agentsight.local_llm import (
+from agentsight.dev.local_llm import (
     ANTHROPIC_USAGE,
     CHAT_USAGE,
     EMBEDDING_USAGE,

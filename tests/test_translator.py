@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 
-from agentsight import semconv as sc
-from agentsight.translator import iso_timestamp, translate
+from agentsight.export.rest import translate
+from agentsight.spans import semconv as sc
+from agentsight.spans.finished import iso_timestamp
 
 START = 1_795_000_000_123_456_789
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from agentsight.exporter import AgentSightSpanExporter
+from agentsight.export.exporter import AgentSightSpanExporter
+from agentsight.export.processor import AgentSightSpanProcessor
 from agentsight.instrumentation import instrument, uninstrument
-from agentsight.processor import AgentSightSpanProcessor
+from agentsight.spans.turn import ConversationTurn
 from agentsight.tracker import ConversationTracker
-from agentsight.turn import ConversationTurn
 
 
 class _DeferredTracker:

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from agentsight.config import API_KEY_PATTERN
-from agentsight.payloads import PATHS
+from agentsight.export.payloads import PATHS
 from agentsight.serving import serve_in_background, stop_serving, write_response
 
 REQUIRED_FIELDS = {

@@ -2,7 +2,7 @@
 
 Tracking calls validate their input (raising the upstream exceptions), add an event to the
 current turn's span and return: no I/O. ``send_tracked_data()`` ends the turn's span; the span
-pipeline (:mod:`agentsight.pipeline`) delivers it in the background.
+pipeline (:mod:`agentsight.export.pipeline`) delivers it in the background.
 """
 
 from __future__ import annotations
@@ -24,11 +24,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from agentsight import jsonsafe
-from agentsight import semconv as sc
-from agentsight import turn as turns
 from agentsight.config import DeliverySettings, Settings, configure_logging
-from agentsight.delivery import FlushResult
 from agentsight.exceptions import (
     InvalidAnswerDataException,
     InvalidAttachmentException,
@@ -37,17 +33,21 @@ from agentsight.exceptions import (
     MissingConversationIdException,
     NoDataToSendException,
 )
-from agentsight.exporter import AgentSightSpanExporter
-from agentsight.instrumentation import instrument
-from agentsight.pipeline import (
+from agentsight.export.delivery import FlushResult
+from agentsight.export.exporter import AgentSightSpanExporter
+from agentsight.export.pipeline import (
     ConversationSpanRouter,
     configured_exporters,
     conversation_tracer,
     count_app_model_calls,
 )
-from agentsight.processor import AgentSightSpanProcessor
-from agentsight.translator import translate
-from agentsight.turn import ConversationTurn
+from agentsight.export.processor import AgentSightSpanProcessor
+from agentsight.export.rest import translate
+from agentsight.instrumentation import instrument
+from agentsight.spans import jsonsafe
+from agentsight.spans import semconv as sc
+from agentsight.spans import turn as turns
+from agentsight.spans.turn import ConversationTurn
 
 logger = logging.getLogger("agentsight")
 

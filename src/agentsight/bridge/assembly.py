@@ -18,11 +18,12 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 
-from agentsight import semconv as sc
-from agentsight.attribution import is_model_call, model_call_action, model_call_usage
 from agentsight.bridge.otlp import ReceivedEvent, ReceivedSpan
-from agentsight.translator import estimate, is_conversation_span
-from agentsight.turn import usage_event_attributes
+from agentsight.export.rest import estimate
+from agentsight.spans import semconv as sc
+from agentsight.spans.attribution import is_model_call, model_call_action, model_call_usage
+from agentsight.spans.finished import is_conversation_span
+from agentsight.spans.turn import usage_event_attributes
 
 logger = logging.getLogger("agentsight.bridge")
 

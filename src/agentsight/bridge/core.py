@@ -13,8 +13,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from agentsight.bridge.assembly import TurnAssembler
 from agentsight.bridge.otlp import ReceivedSpan, decode_request
 from agentsight.config import Settings
-from agentsight.exporter import AgentSightSpanExporter
-from agentsight.translator import estimate, is_conversation_span, translate
+from agentsight.export.exporter import AgentSightSpanExporter
+from agentsight.export.rest import estimate, translate
+from agentsight.spans.finished import is_conversation_span
 
 logger = logging.getLogger("agentsight.bridge")
 

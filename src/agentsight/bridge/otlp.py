@@ -22,7 +22,7 @@ class ReceivedEvent:
 
 @dataclass(frozen=True)
 class ReceivedSpan:
-    """A span as received: what :mod:`agentsight.translator` and the bridge read of it."""
+    """A span as received: what :mod:`agentsight.export.rest` and the bridge read of it."""
 
     name: str
     attributes: dict[str, Any]

@@ -20,8 +20,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from agentsight.config import API_KEY_PATTERN, ENVIRONMENTS
 from agentsight.dev.store import ConversationFilter, DevStore, UnknownConversationError, utc_iso
+from agentsight.export.payloads import PATHS
 from agentsight.local_server import REQUIRED_FIELDS, _parse_body
-from agentsight.payloads import PATHS
 from agentsight.serving import serve_in_background, stop_serving, write_response
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")

@@ -23,7 +23,6 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-from agentsight import semconv as sc
 from agentsight.instrumentation.genai import (
     ModelCall,
     StreamWrapper,
@@ -35,6 +34,7 @@ from agentsight.instrumentation.genai import (
     server_attributes,
     start_model_call,
 )
+from agentsight.spans import semconv as sc
 
 PROVIDER = "anthropic"
 OPERATION = "chat"

@@ -23,9 +23,9 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwr
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from wrapt import wrap_function_wrapper
 
-from agentsight import jsonsafe
-from agentsight import semconv as sc
-from agentsight.turn import current_turn
+from agentsight.spans import jsonsafe
+from agentsight.spans import semconv as sc
+from agentsight.spans.turn import current_turn
 
 logger = logging.getLogger("agentsight.instrumentation")
 

@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
-from agentsight import semconv as sc
 from agentsight.instrumentation.genai import (
     ModelCall,
     StreamWrapper,
@@ -29,6 +28,7 @@ from agentsight.instrumentation.genai import (
     unwrap_method,
     wrap_method,
 )
+from agentsight.spans import semconv as sc
 
 PROVIDER = "mistral_ai"
 _CHAT = "chat"

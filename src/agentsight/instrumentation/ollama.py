@@ -19,7 +19,6 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
-from agentsight import semconv as sc
 from agentsight.instrumentation.genai import (
     ModelCall,
     StreamWrapper,
@@ -30,6 +29,7 @@ from agentsight.instrumentation.genai import (
     unwrap_method,
     wrap_method,
 )
+from agentsight.spans import semconv as sc
 
 PROVIDER = "ollama"
 MODULE = "ollama._client"

@@ -17,7 +17,6 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-from agentsight import semconv as sc
 from agentsight.instrumentation.genai import (
     ModelCall,
     StreamWrapper,
@@ -29,6 +28,7 @@ from agentsight.instrumentation.genai import (
     start_model_call,
     text_list,
 )
+from agentsight.spans import semconv as sc
 
 # Hosts of OpenAI-compatible APIs whose provider name is known (GenAI semantic convention values).
 KNOWN_HOSTS = {

@@ -18,10 +18,10 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
-from agentsight import jsonsafe
-from agentsight import semconv as sc
-from agentsight.translator import iso_timestamp
-from agentsight.turn import ConversationTurn, current_turn
+from agentsight.spans import jsonsafe
+from agentsight.spans import semconv as sc
+from agentsight.spans.finished import iso_timestamp
+from agentsight.spans.turn import ConversationTurn, current_turn
 
 
 def is_model_call(attributes: Mapping[str, Any] | None) -> bool:

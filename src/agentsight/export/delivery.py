@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agentsight.config import DeliverySettings
-from agentsight.payloads import Payload, TurnPayloads
-from agentsight.transport import HttpResponse, HttpTransport
+from agentsight.export.payloads import Payload, TurnPayloads
+from agentsight.export.transport import HttpResponse, HttpTransport
 
-logger = logging.getLogger("agentsight.delivery")
+logger = logging.getLogger("agentsight.export.delivery")
 
 MAX_KEPT_RESULTS = 10_000
 """Per-item results kept for :meth:`DeliveryClient.flush`; older ones are discarded first."""

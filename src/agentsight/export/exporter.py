@@ -16,14 +16,15 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from agentsight.config import Settings
-from agentsight.delivery import DeliveryClient, FlushResult, PendingTurn
 from agentsight.exceptions import InvalidApiKeyException, NoApiKeyException
-from agentsight.payloads import TurnPayloads
-from agentsight.semconv import CONVERSATION_ID
-from agentsight.translator import estimate, is_conversation_span, translate
-from agentsight.transport import HttpTransport
+from agentsight.export.delivery import DeliveryClient, FlushResult, PendingTurn
+from agentsight.export.payloads import TurnPayloads
+from agentsight.export.rest import estimate, translate
+from agentsight.export.transport import HttpTransport
+from agentsight.spans.finished import is_conversation_span
+from agentsight.spans.semconv import CONVERSATION_ID
 
-logger = logging.getLogger("agentsight.exporter")
+logger = logging.getLogger("agentsight.export.exporter")
 
 
 class AgentSightSpanExporter(SpanExporter):
@@ -51,7 +52,7 @@ class AgentSightSpanExporter(SpanExporter):
 
     @property
     def stats(self) -> dict[str, int]:
-        """Delivery counters (see :class:`agentsight.delivery.DeliveryStats`)."""
+        """Delivery counters (see :class:`agentsight.export.delivery.DeliveryStats`)."""
         stats = self._delivery.stats if self._delivery else {}
         stats["spans_without_delivery"] = self._spans_without_delivery
         return stats

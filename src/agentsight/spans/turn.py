@@ -18,7 +18,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event
 
-from agentsight import semconv as sc
+from agentsight.spans import semconv as sc
 
 _CURRENT_TURN = otel_context.create_key("agentsight.current_turn")
 _OPEN_TURNS = otel_context.create_key("agentsight.open_turns")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from agentsight.exporter import AgentSightSpanExporter
-from agentsight.translator import is_conversation_span
+from agentsight.export.exporter import AgentSightSpanExporter
+from agentsight.spans.finished import is_conversation_span
 
 
 class AgentSightSpanProcessor(SpanProcessor):

@@ -25,10 +25,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-from agentsight import semconv
-from agentsight.attribution import ModelCallAttribution
-from agentsight.exporter import AgentSightSpanExporter
-from agentsight.processor import AgentSightSpanProcessor
+from agentsight.export.exporter import AgentSightSpanExporter
+from agentsight.export.processor import AgentSightSpanProcessor
+from agentsight.spans import semconv
+from agentsight.spans.attribution import ModelCallAttribution
 
 logger = logging.getLogger("agentsight")
 

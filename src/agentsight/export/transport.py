@@ -1,6 +1,6 @@
 """HTTP transport to the AgentSight API: one kept-alive connection per delivery thread.
 
-Only moves bytes and reports what came back; retry decisions belong to :mod:`agentsight.delivery`.
+Only moves bytes and reports what came back; retry decisions belong to :mod:`agentsight.export.delivery`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from agentsight.payloads import Payload
+from agentsight.export.payloads import Payload
 
 USER_AGENT = "agentsight-otel"
 

@@ -8,45 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
-from agentsight import semconv as sc
-from agentsight.payloads import FilePart, Payload, TurnPayloads
-
-
-class SpanEventLike(Protocol):
-    """The parts of an OTel span event the translator reads."""
-
-    name: str
-    attributes: Mapping[str, Any] | None
-    timestamp: int | None
-
-
-class SpanLike(Protocol):
-    """The parts of an OTel ``ReadableSpan`` the translator reads."""
-
-    name: str
-    attributes: Mapping[str, Any] | None
-    events: Sequence[Any]
-    start_time: int | None
-    end_time: int | None
-
-
-def is_conversation_span(span: SpanLike) -> bool:
-    """True for spans of the AgentSight span model (and not for the app's other spans)."""
-    attributes = span.attributes or {}
-    return span.name == sc.CONVERSATION_SPAN and bool(attributes.get(sc.CONVERSATION_ID))
-
-
-def iso_timestamp(time_ns: int | None) -> str:
-    """ISO 8601 UTC text with microseconds and offset, from OTel nanoseconds since the epoch (``None``: now)."""
-    if time_ns is None:
-        return datetime.now(timezone.utc).isoformat()
-    seconds, nanos = divmod(time_ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    return moment.replace(microsecond=nanos // 1000).isoformat()
+from agentsight.export.payloads import FilePart, Payload, TurnPayloads
+from agentsight.spans import semconv as sc
+from agentsight.spans.finished import SpanLike, is_conversation_span, iso_timestamp
 
 
 def estimate(span: SpanLike) -> tuple[int, int]:

@@ -1,0 +1,58 @@
+"""Reading finished spans: the shape both translators read, whether a span was recorded in this
+process (an SDK ``ReadableSpan``) or received over OTLP by the bridge (:class:`~agentsight.bridge.otlp.ReceivedSpan`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from opentelemetry.trace import SpanContext, SpanKind, Status
+
+from agentsight.spans import semconv as sc
+
+
+class SpanEventLike(Protocol):
+    """The parts of an OTel span event the translators read."""
+
+    name: str
+    attributes: Mapping[str, Any] | None
+    timestamp: int | None
+
+
+class SpanLike(Protocol):
+    """The parts of an OTel ``ReadableSpan`` the translators read."""
+
+    name: str
+    attributes: Mapping[str, Any] | None
+    events: Sequence[Any]
+    start_time: int | None
+    end_time: int | None
+
+    @property
+    def context(self) -> SpanContext | None: ...
+
+    @property
+    def parent(self) -> SpanContext | None: ...
+
+    @property
+    def kind(self) -> SpanKind: ...
+
+    @property
+    def status(self) -> Status: ...
+
+
+def is_conversation_span(span: SpanLike) -> bool:
+    """True for spans of the AgentSight span model (and not for the app's other spans)."""
+    attributes = span.attributes or {}
+    return span.name == sc.CONVERSATION_SPAN and bool(attributes.get(sc.CONVERSATION_ID))
+
+
+def iso_timestamp(time_ns: int | None) -> str:
+    """ISO 8601 UTC text with microseconds and offset, from OTel nanoseconds since the epoch (``None``: now)."""
+    if time_ns is None:
+        return datetime.now(timezone.utc).isoformat()
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return moment.replace(microsecond=nanos // 1000).isoformat()
