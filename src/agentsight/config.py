@@ -6,12 +6,24 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 
-from agentsight.exceptions import InvalidApiKeyException, NoApiKeyException
+from agentsight.exceptions import ConfigurationError, InvalidApiKeyException, NoApiKeyException
+
+SDK_NAME = "agentsight-otel"
+try:
+    SDK_VERSION = version(SDK_NAME)
+except PackageNotFoundError:  # running from a source tree that was never installed
+    SDK_VERSION = "0.0.0"
+USER_AGENT = f"{SDK_NAME}/{SDK_VERSION}"
 
 API_KEY_PATTERN = re.compile(r"^ags_[a-f0-9]{32}_[a-f0-9]{6}$", re.IGNORECASE)
 DEFAULT_ENDPOINT = "https://api.agentsight.io"
 ENVIRONMENTS = ("production", "development")
+PROTOCOLS = ("ingest", "rest")
+"""The wires: ``ingest`` (span batches to ``POST /api/ingest/``, as upstream 0.1.x) and ``rest`` (0.0.x endpoints)."""
+DEFAULT_CONCURRENCY = {"ingest": 4, "rest": 32}
+"""Requests in flight at once per protocol: a REST turn is several sequential round trips per conversation."""
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -38,16 +50,35 @@ def _env_number(name: str, default: float) -> float:
         return default
 
 
+def _env_concurrency() -> int | None:
+    value = _env_number("AGENTSIGHT_MAX_CONCURRENCY", 0)
+    return max(1, int(value)) if value else None
+
+
+def resolve_protocol(protocol: str | None) -> str:
+    """The wire to speak: ``protocol``, else ``AGENTSIGHT_PROTOCOL``, else ``ingest``.
+
+    Raises :class:`ConfigurationError` for any other value.
+    """
+    raw = protocol if protocol is not None else os.environ.get("AGENTSIGHT_PROTOCOL", "")
+    value = str(raw).strip().lower() or "ingest"
+    if value not in PROTOCOLS:
+        source = "protocol=" if protocol is not None else "AGENTSIGHT_PROTOCOL="
+        raise ConfigurationError(f"{source}{raw!r} is not a protocol: use 'ingest' or 'rest'")
+    return value
+
+
 @dataclass
 class DeliverySettings:
     """How payloads reach the API. Every limit here bounds memory or time; see README "Configuration"."""
 
     timeout: float = 10.0
     """Seconds one HTTP request may take (``AGENTSIGHT_TIMEOUT``)."""
-    max_concurrency: int = 4
-    """Conversations delivered at once, one kept-alive connection each (``AGENTSIGHT_MAX_CONCURRENCY``)."""
+    max_concurrency: int | None = None
+    """Requests in flight at once, one kept-alive connection each (``AGENTSIGHT_MAX_CONCURRENCY``); ``None``: the
+    protocol's default (:data:`DEFAULT_CONCURRENCY`)."""
     max_queue_size: int = 10_000
-    """Payloads waiting for delivery before new turns are dropped (``AGENTSIGHT_MAX_QUEUE_SIZE``)."""
+    """Payloads (REST requests or ingest spans) waiting before new turns are dropped (``AGENTSIGHT_MAX_QUEUE_SIZE``)."""
     max_queue_bytes: int = 64 * 1024 * 1024
     """Bytes of payload bodies waiting before new turns are dropped (``AGENTSIGHT_MAX_QUEUE_BYTES``)."""
     max_retry_time: float = 300.0
@@ -58,6 +89,10 @@ class DeliverySettings:
     """Longest back-off delay in seconds (a longer ``Retry-After`` is honoured up to ``max_retry_time``)."""
     max_cached_conversations: int = 10_000
     """Server ids of conversations remembered to skip repeated identical conversation POSTs."""
+    max_batch_spans: int = 1000
+    """Ingest: spans in one document at most (a bigger backlog goes in several, concurrently)."""
+    max_batch_bytes: int = 4 * 1024 * 1024
+    """Ingest: estimated bytes of one document at most, before compression."""
 
     @classmethod
     def from_env(cls) -> DeliverySettings:
@@ -65,7 +100,7 @@ class DeliverySettings:
         defaults = cls()
         return cls(
             timeout=_env_number("AGENTSIGHT_TIMEOUT", defaults.timeout),
-            max_concurrency=max(1, int(_env_number("AGENTSIGHT_MAX_CONCURRENCY", defaults.max_concurrency))),
+            max_concurrency=_env_concurrency(),
             max_queue_size=int(_env_number("AGENTSIGHT_MAX_QUEUE_SIZE", defaults.max_queue_size)),
             max_queue_bytes=int(_env_number("AGENTSIGHT_MAX_QUEUE_BYTES", defaults.max_queue_bytes)),
             max_retry_time=_env_number("AGENTSIGHT_MAX_RETRY_TIME", defaults.max_retry_time),
@@ -78,6 +113,8 @@ class Settings:
 
     api_key: str | None = field(default=None, repr=False)
     endpoint: str = DEFAULT_ENDPOINT
+    protocol: str = "ingest"
+    verify_key: bool = True
     environment: str | None = None
     conversation_id: str | None = None
     log_level: str | None = None
@@ -98,12 +135,15 @@ class Settings:
         direct_export: bool | None = None,
         forward_spans: bool | None = None,
         delivery: DeliverySettings | None = None,
+        protocol: str | None = None,
     ) -> Settings:
-        """Combine explicit arguments with the environment; nothing is validated here."""
+        """Combine explicit arguments with the environment; only the protocol is validated here."""
         key = api_key if api_key is not None else os.environ.get("AGENTSIGHT_API_KEY")
         return cls(
             api_key=(key or "").strip() or None,
             endpoint=(endpoint or os.environ.get("AGENTSIGHT_API_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
+            protocol=resolve_protocol(protocol),
+            verify_key=_env_bool("AGENTSIGHT_VERIFY_KEY", True),
             environment=environment or os.environ.get("AGENTSIGHT_ENVIRONMENT") or None,
             conversation_id=conversation_id or os.environ.get("AGENTSIGHT_CONVERSATION_ID") or None,
             log_level=log_level or os.environ.get("AGENTSIGHT_LOG_LEVEL") or None,

@@ -112,3 +112,10 @@ class InvalidAttachmentException(Exception):
     def __init__(self, message: str = "Invalid attachment data provided") -> None:
         self.message = message
         super().__init__(message)
+
+
+class ConfigurationError(ValueError):
+    """A setting has a value it cannot take (``AGENTSIGHT_PROTOCOL=soap``, say); raised where it is configured.
+
+    The message names the setting, the value and what it accepts; never the API key.
+    """

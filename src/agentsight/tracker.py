@@ -65,6 +65,7 @@ class ConversationTracker:
 
     Configuration comes from the arguments, then ``AGENTSIGHT_API_KEY``, ``AGENTSIGHT_API_ENDPOINT``,
     ``AGENTSIGHT_ENVIRONMENT``, ``AGENTSIGHT_LOG_LEVEL``, ``AGENTSIGHT_CONVERSATION_ID``,
+    ``AGENTSIGHT_PROTOCOL`` (``ingest``, the default, or ``rest``: see :class:`AgentSightSpanExporter`),
     ``AGENTSIGHT_DIRECT_EXPORT``, ``AGENTSIGHT_FORWARD_SPANS`` and ``AGENTSIGHT_AUTO_INSTRUMENT`` (on
     by default: installed LLM clients are instrumented, see :func:`agentsight.instrument`). A missing key raises
     ``NoApiKeyException``, a malformed one ``InvalidApiKeyException`` (unless direct export is off:
@@ -82,8 +83,10 @@ class ConversationTracker:
         direct_export: bool | None = None,
         forward_spans: bool | None = None,
         delivery: DeliverySettings | None = None,
+        protocol: Literal["ingest", "rest"] | None = None,
     ) -> None:
         self._settings = Settings.resolve(
+            protocol=protocol,
             api_key=api_key,
             endpoint=endpoint,
             environment=environment,

@@ -19,7 +19,6 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 
 from agentsight.bridge.otlp import ReceivedEvent, ReceivedSpan
-from agentsight.export.rest import estimate
 from agentsight.spans import semconv as sc
 from agentsight.spans.attribution import is_model_call, model_call_action, model_call_usage
 from agentsight.spans.finished import is_conversation_span
@@ -49,11 +48,14 @@ class TurnAssembler:
         max_wait: float = 60.0,
         max_waiting_calls: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        estimate: Callable[[ReceivedSpan], int] = lambda span: 1,
     ) -> None:
         self._grace = grace
         self._max_wait = max_wait
         self._max_waiting_calls = max_waiting_calls
         self._clock = clock
+        self._estimate = estimate
+        """Payloads a turn becomes on the wire it will be delivered on (they count against the queue's room)."""
         self._lock = threading.Lock()
         self._calls: OrderedDict[bytes, tuple[float, list[ReceivedSpan]]] = OrderedDict()
         self._waiting_calls = 0
@@ -75,7 +77,7 @@ class TurnAssembler:
             for span in spans:
                 if is_conversation_span(span):
                     self._turns.append((now + self._grace, span))
-                    self._waiting_payloads += estimate(span)[0]
+                    self._waiting_payloads += self._estimate(span)
                 elif is_model_call(span.attributes) and sc.CONVERSATION_ID not in span.attributes:
                     self._hold_call(now, span)
             self._expire_calls(now)
@@ -87,7 +89,7 @@ class TurnAssembler:
             ready = []
             while self._turns and self._turns[0][0] <= now:
                 turn = self._turns.popleft()[1]
-                self._waiting_payloads -= estimate(turn)[0]
+                self._waiting_payloads -= self._estimate(turn)
                 ready.append(self._complete(turn))
             self._expire_calls(now)
         return ready
@@ -145,8 +147,9 @@ class TurnAssembler:
         self._stats.model_calls_joined += len(joining)
         events = list(turn.events)
         for call in joining:
-            events.append(ReceivedEvent(sc.TOKEN_USAGE_EVENT, usage_event_attributes(model_call_usage(call)),
-                                        call.end_time))
-            events.append(ReceivedEvent(sc.ACTION_EVENT, model_call_action(call, call.span_id.hex()), call.end_time))
+            call_id = call.span_id.hex()
+            usage = usage_event_attributes(model_call_usage(call), call_id)
+            events.append(ReceivedEvent(sc.TOKEN_USAGE_EVENT, usage, call.end_time))
+            events.append(ReceivedEvent(sc.ACTION_EVENT, model_call_action(call, call_id), call.end_time))
         events.sort(key=lambda event: event.timestamp)
         return dataclasses.replace(turn, events=tuple(events))

@@ -14,7 +14,6 @@ from agentsight.bridge.assembly import TurnAssembler
 from agentsight.bridge.otlp import ReceivedSpan, decode_request
 from agentsight.config import Settings
 from agentsight.export.exporter import AgentSightSpanExporter
-from agentsight.export.rest import estimate, translate
 from agentsight.spans.finished import is_conversation_span
 
 logger = logging.getLogger("agentsight.bridge")
@@ -52,7 +51,7 @@ class BridgeCore:
         self._exporter = AgentSightSpanExporter(settings=settings or Settings.resolve())
         if grace is None:
             grace = float(os.environ.get("AGENTSIGHT_BRIDGE_GRACE", "2"))
-        self._assembler = TurnAssembler(grace=grace)
+        self._assembler = TurnAssembler(grace=grace, estimate=self._exporter.estimate)
         self._lock = threading.Lock()
         self._stats = {"requests": 0, "spans_received": 0, "turns_received": 0, "turns_malformed": 0,
                        "requests_refused": 0}
@@ -68,12 +67,12 @@ class BridgeCore:
             self._stats["requests"] += 1
             self._stats["spans_received"] += len(spans)
         turns = [span for span in spans if is_conversation_span(span)]
-        coming = self._assembler.stats.payloads_waiting + sum(estimate(turn)[0] for turn in turns)
+        coming = self._assembler.stats.payloads_waiting + sum(self._exporter.estimate(turn) for turn in turns)
         if not self._exporter.has_room(coming):
             with self._lock:
                 self._stats["requests_refused"] += 1
             return IngestResult(0, len(spans), RETRY_AFTER_SECONDS, "AgentSight delivery queue is full")
-        malformed = [turn for turn in turns if not _translatable(turn)]
+        malformed = [turn for turn in turns if not self._translatable(turn)]
         self._assembler.add(span for span in spans if not any(span is bad for bad in malformed))
         with self._lock:
             self._stats["turns_received"] += len(turns) - len(malformed)
@@ -101,16 +100,16 @@ class BridgeCore:
         while not self._stopping.wait(interval):
             self._deliver(self._assembler.due())
 
+    def _translatable(self, turn: ReceivedSpan) -> bool:
+        """Whether a conversation span translates (bad JSON in a metadata attribute, say, does not)."""
+        try:
+            self._exporter.translate(turn)
+        except (ValueError, TypeError, KeyError) as error:
+            logger.warning("AgentSight bridge refused a conversation span it cannot translate: %r", error)
+            return False
+        return True
+
     def _deliver(self, turns: list[ReceivedSpan]) -> None:
         if turns:
             self._exporter.export(turns)  # type: ignore[arg-type]
 
-
-def _translatable(turn: ReceivedSpan) -> bool:
-    """Whether a conversation span translates (bad JSON in a metadata attribute, say, does not)."""
-    try:
-        translate(turn)
-    except (ValueError, TypeError, KeyError) as error:
-        logger.warning("AgentSight bridge refused a conversation span it cannot translate: %r", error)
-        return False
-    return True

@@ -8,7 +8,9 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,40 @@ class ReceivedSpan:
     status_code: int = 0
     status_message: str = ""
     links: tuple[Any, ...] = field(default=())
+    span_kind: int = 0
+    """The SDK's ``SpanKind`` value (OTLP numbers kinds from 1, with 0 unspecified)."""
+    flags: int = 0
+    scope_version: str | None = None
+    resource_attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def context(self) -> SpanContext:
+        """The span's ids as an SDK ``SpanContext``."""
+        return SpanContext(int.from_bytes(self.trace_id, "big"), int.from_bytes(self.span_id, "big"),
+                           is_remote=True, trace_flags=TraceFlags(self.flags & 0xFF))
+
+    @property
+    def parent(self) -> SpanContext | None:
+        """The parent's ids, or ``None`` for a root span."""
+        if not self.parent_span_id:
+            return None
+        return SpanContext(int.from_bytes(self.trace_id, "big"), int.from_bytes(self.parent_span_id, "big"),
+                           is_remote=True)
+
+    @property
+    def kind(self) -> SpanKind:
+        """The span kind as the SDK models it."""
+        return SpanKind(self.span_kind)
+
+    @property
+    def resource(self) -> Resource:
+        """The resource the span was sent with."""
+        return Resource(self.resource_attributes)
+
+    @property
+    def instrumentation_scope(self) -> InstrumentationScope:
+        """The instrumentation scope the span was sent with."""
+        return InstrumentationScope(self.scope, self.scope_version)
 
     @property
     def status(self) -> Status:
@@ -47,8 +83,10 @@ class ReceivedSpan:
 def decode_request(request: ExportTraceServiceRequest) -> Iterator[ReceivedSpan]:
     """Every span of an export request, in order."""
     for resource_spans in request.resource_spans:
+        resource = decode_attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name
+            scope_version = scope_spans.scope.version or None
             for span in scope_spans.spans:
                 yield ReceivedSpan(
                     name=span.name,
@@ -65,6 +103,10 @@ def decode_request(request: ExportTraceServiceRequest) -> Iterator[ReceivedSpan]
                     scope=scope,
                     status_code=span.status.code,
                     status_message=span.status.message,
+                    span_kind=max(span.kind - 1, 0),
+                    flags=span.flags,
+                    scope_version=scope_version,
+                    resource_attributes=resource,
                 )
 
 

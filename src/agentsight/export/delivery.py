@@ -1,44 +1,45 @@
-"""Delivery of translated turns to the AgentSight API, off the caller's thread.
+"""Delivery of translated turns to the AgentSight API, off the caller's thread: one machine for both wires.
 
-- Each conversation's turns are delivered in order, one at a time; different conversations go
-  concurrently on up to ``max_concurrency`` threads, each with its own kept-alive connection.
-- The conversation POST of a turn comes first; its server id is cached (bounded LRU) and an
-  identical repeat of that POST is skipped.
-- Network errors, time-outs, 429 (honouring ``Retry-After``), 5xx and unreadable replies to the
-  conversation POST are retried with exponential back-off and jitter for up to
-  ``max_retry_time``; other 4xx are not retried and are logged once per distinct message.
-- The queue is bounded in payloads and bytes; a turn that does not fit is dropped whole.
-  Every drop is counted (:attr:`DeliveryClient.stats`) and logged.
+- Turns wait in a queue bounded in payloads and bytes; a turn that does not fit is dropped whole.
+- Delivery threads (up to ``max_concurrency``, each with its own kept-alive connection) take work:
+  a :class:`Sender` says how much one delivery takes (one turn for REST; for ingest, the queued turns
+  of as many conversations as fit one document). A conversation is never in two deliveries at once,
+  so each conversation's turns arrive in order.
+- :meth:`DeliveryClient.send` is the one retry loop: network errors, time-outs, 429 (honouring
+  ``Retry-After``) and 5xx are retried by the :class:`~agentsight.export.retry.RetryPolicy` until
+  ``max_retry_time``; other answers are final.
+- Every outcome is an :class:`ItemResult`, counted in :attr:`DeliveryClient.stats`; drops and give-ups
+  are logged.
 """
 
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import os
-import random
 import threading
 import time
 import weakref
-from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from agentsight.config import DeliverySettings
-from agentsight.export.payloads import Payload, TurnPayloads
-from agentsight.export.transport import HttpResponse, HttpTransport
+from agentsight.export.retry import RetryPolicy
+from agentsight.export.transport import HttpResponse
 
 logger = logging.getLogger("agentsight.export.delivery")
 
 MAX_KEPT_RESULTS = 10_000
 """Per-item results kept for :meth:`DeliveryClient.flush`; older ones are discarded first."""
 
+Outcome = Literal["delivered", "rejected", "expired", "without_conversation"]
+
 
 @dataclass
 class ItemResult:
-    """The outcome of one payload."""
+    """The outcome of one payload (REST) or span (ingest)."""
 
     conversation_id: str
     type: str
@@ -47,11 +48,15 @@ class ItemResult:
     status: int | None = None
     response: Any = None
     error: str | None = None
+    outcome: Outcome = "delivered"
 
 
 @dataclass
 class DeliveryStats:
-    """Counters of everything the client did; read them with :attr:`DeliveryClient.stats`."""
+    """Counters of everything the client did; read them with :attr:`DeliveryClient.stats`.
+
+    A payload is one REST request, or one span of an ingest document.
+    """
 
     turns_submitted: int = 0
     payloads_submitted: int = 0
@@ -63,6 +68,7 @@ class DeliveryStats:
     payloads_without_conversation: int = 0
     """Items not sent because their conversation POST was rejected or given up on."""
     conversation_posts_skipped: int = 0
+    http_requests: int = 0
     retries: int = 0
 
 
@@ -90,7 +96,7 @@ class FlushResult:
 
 @dataclass(frozen=True)
 class PendingTurn:
-    """A turn waiting for delivery: ``build`` makes its payloads on a delivery thread, not the caller's.
+    """A turn waiting for delivery: ``build`` translates it on a delivery thread, not the caller's.
 
     ``payload_count`` and ``size`` (bytes, estimated) count against the queue limits.
     """
@@ -98,24 +104,44 @@ class PendingTurn:
     conversation_id: str
     payload_count: int
     size: int
-    build: Callable[[], TurnPayloads]
+    build: Callable[[], Any]
 
 
 @dataclass(frozen=True)
-class _Retry:
-    message: str
-    retry_after: float | None = None
+class Answer:
+    """How a request ended after its retries: the last response (``None`` when none came) or why not."""
+
+    response: HttpResponse | None
+    error: str | None = None
+
+    @property
+    def success(self) -> bool:
+        """True when the API accepted the request."""
+        return self.response is not None and self.error is None
+
+
+class Sender(Protocol):
+    """One wire's way of delivering turns (:mod:`agentsight.export.senders`)."""
+
+    batch_payloads: int
+    """How many payloads one delivery takes at most (1: one turn at a time)."""
+    batch_bytes: int
+
+    def deliver(self, turns: Sequence[PendingTurn], client: DeliveryClient) -> None:
+        """Send ``turns`` through ``client.send`` and report each payload with ``client.record``."""
 
 
 class DeliveryClient:
     """Delivers turns (:class:`PendingTurn`) in the background; ``submit`` never blocks or raises."""
 
-    def __init__(self, transport: HttpTransport, settings: DeliverySettings) -> None:
-        self._transport = transport
+    def __init__(self, sender: Sender, settings: DeliverySettings, concurrency: int, close: Callable[[], None]) -> None:
+        self._sender = sender
         self._settings = settings
+        self._policy = RetryPolicy.from_settings(settings)
+        self._concurrency = concurrency
+        self._close_connection = close
         self._stats = DeliveryStats()
-        self._conversation_ids: OrderedDict[str, tuple[int, str]] = OrderedDict()
-        self._logged_rejections: set[tuple[str, str]] = set()
+        self._logged_rejections: set[str] = set()
         self._init_state()
         if hasattr(os, "register_at_fork"):
             weak_reset = weakref.WeakMethod(self._init_state)
@@ -217,144 +243,128 @@ class DeliveryClient:
                 )
         return complete
 
-    def _start_workers(self) -> None:
-        while len(self._threads) < min(self._settings.max_concurrency, len(self._pending)):
-            thread = threading.Thread(target=self._work, name=f"agentsight-delivery-{len(self._threads)}", daemon=True)
-            self._threads.append(thread)
-            thread.start()
+    # What senders call -------------------------------------------------------------------------
 
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                self._work_ready.wait_for(lambda: self._ready or (self._closing and self._unfinished == 0))
-                if not self._ready:
-                    self._transport.close()  # this thread's kept-alive connection
-                    return
-                conversation_id = self._ready.popleft()
-                turn = self._pending[conversation_id].popleft()
-            try:
-                self._deliver(turn.build())
-            except Exception:  # a bug must not kill the worker and strand the queue
-                logger.exception("AgentSight delivery of conversation %s failed unexpectedly", conversation_id)
-            finally:
-                with self._lock:
-                    self._queued_payloads -= turn.payload_count
-                    self._queued_bytes -= turn.size
-                    self._unfinished -= 1
-                    if self._pending[conversation_id]:
-                        self._ready.append(conversation_id)
-                        self._work_ready.notify()
-                    else:
-                        del self._pending[conversation_id]
-                    if self._unfinished == 0:
-                        self._settled.notify_all()
-                        if self._closing:
-                            self._work_ready.notify_all()  # the drain is done: idle threads may exit
+    def send(
+        self,
+        describe: str,
+        request: Callable[[], HttpResponse],
+        check: Callable[[HttpResponse], str | None] | None = None,
+    ) -> Answer:
+        """Send one request, retrying as the policy says; never raises for delivery problems.
 
-    def _deliver(self, turn: TurnPayloads) -> None:
-        server_id = self._conversation_server_id(turn)
-        for payload in turn.items:
-            if server_id is None:
-                result = ItemResult(turn.conversation_id, payload.kind, payload.timestamp, False,
-                                    error="not sent: the conversation was not created")
-                with self._lock:
-                    self._stats.payloads_without_conversation += 1
-            else:
-                result = self._post(turn, payload, server_id)
-            self._record(result)
-
-    def _conversation_server_id(self, turn: TurnPayloads) -> int | None:
-        payload = turn.conversation
-        fingerprint = json.dumps({k: v for k, v in payload.body.items() if k != "timestamp"}, sort_keys=True)
-        with self._lock:
-            cached = self._conversation_ids.get(turn.conversation_id)
-            if cached is not None and cached[1] == fingerprint:
-                self._conversation_ids.move_to_end(turn.conversation_id)
-                self._stats.conversation_posts_skipped += 1
-                return cached[0]
-        result = self._post(turn, payload, None)
-        self._record(result)
-        if not result.success:
-            return None
-        server_id = result.response["id"]
-        with self._lock:
-            self._conversation_ids[turn.conversation_id] = (server_id, fingerprint)
-            self._conversation_ids.move_to_end(turn.conversation_id)
-            while len(self._conversation_ids) > self._settings.max_cached_conversations:
-                self._conversation_ids.popitem(last=False)
-        return server_id
-
-    def _record(self, result: ItemResult) -> None:
-        with self._lock:
-            self._results.append(result)
-
-    def _post(self, turn: TurnPayloads, payload: Payload, server_id: int | None) -> ItemResult:
+        ``check`` can refuse a 2xx answer (returning why), which is then retried like a 5xx.
+        Gives up once ``max_retry_time`` has passed or a shutdown's drain deadline comes.
+        """
         started = time.monotonic()
         attempt = 0
         while True:
+            with self._lock:
+                self._stats.http_requests += 1
             try:
-                response = self._transport.post(payload, server_id)
+                response = request()
             except (OSError, http.client.HTTPException) as error:
-                outcome: ItemResult | _Retry = _Retry(f"network error: {error!r}")
+                message, retry_after = f"network error: {error!r}", None
             else:
-                outcome = self._outcome(turn, payload, response)
-            if isinstance(outcome, ItemResult):
-                return outcome
-            delay = min(self._settings.backoff_max, self._settings.backoff_initial * 2**attempt)
-            delay = outcome.retry_after if outcome.retry_after is not None else delay * random.uniform(0.5, 1.0)
-            deadline = min(started + self._settings.max_retry_time, self._drain_deadline)
+                status = response.status
+                problem = check(response) if check is not None and self._policy.is_success(status) else None
+                if self._policy.is_success(status) and problem is None:
+                    self._note_recovery()
+                    return Answer(response)
+                if not self._policy.is_success(status) and not self._policy.is_retryable(status):
+                    return Answer(response, f"HTTP {status}: {response.error_message()}")
+                message = problem or f"HTTP {status}: {response.error_message()}"
+                retry_after = response.retry_after
+            delay = self._policy.delay(attempt, retry_after)
+            deadline = min(started + self._policy.max_time, self._drain_deadline)
             if time.monotonic() + delay > deadline:
-                return self._expired(turn, payload, outcome.message, attempt + 1)
-            self._note_failure(outcome.message, delay)
+                logger.error("AgentSight gave up on %s after %d attempts (%s)", describe, attempt + 1, message)
+                return Answer(None, message)
+            self._note_failure(message, delay)
             with self._lock:
                 self._stats.retries += 1
                 # Sleep out the back-off, waking early only if a shutdown's drain deadline comes first.
                 self._settled.wait_for(lambda d=delay: time.monotonic() + d > self._drain_deadline, delay)
             attempt += 1
 
-    def _outcome(self, turn: TurnPayloads, payload: Payload, response: HttpResponse) -> ItemResult | _Retry:
-        status = response.status
-        if status in (200, 201):
-            try:
-                data = response.json()
-            except ValueError:
-                data = None
-            if payload.kind == "conversation" and not (isinstance(data, dict) and isinstance(data.get("id"), int)):
-                return _Retry(f"HTTP {status} without a conversation id: {response.body[:200]!r}")
-            if data is None:
-                logger.warning("AgentSight answered %s %s with a body that is not JSON", status, payload.path)
-            self._note_recovery()
-            with self._lock:
-                self._stats.payloads_delivered += 1
-            return ItemResult(turn.conversation_id, payload.kind, payload.timestamp, True, status, data)
-        message = f"HTTP {status}: {response.error_message()}"
-        if status == 429 or status >= 500 or status < 200:
-            return _Retry(message, response.retry_after)
-        return self._rejected(turn, payload, status, message)
-
-    def _rejected(self, turn: TurnPayloads, payload: Payload, status: int, message: str) -> ItemResult:
+    def record(self, result: ItemResult) -> None:
+        """Keep one payload's result for :meth:`flush` and count it."""
         with self._lock:
-            self._stats.payloads_rejected += 1
-            first = (payload.kind, message) not in self._logged_rejections
+            self._results.append(result)
+            counter = f"payloads_{result.outcome}"
+            setattr(self._stats, counter, getattr(self._stats, counter) + 1)
+
+    def count_skipped_conversation_post(self) -> None:
+        """A REST conversation POST identical to the last one for its conversation was not sent."""
+        with self._lock:
+            self._stats.conversation_posts_skipped += 1
+
+    def log_rejection(self, what: str, message: str) -> None:
+        """Log a refused request at error level, once per distinct message (at most 1,000 remembered)."""
+        with self._lock:
+            first = message not in self._logged_rejections
             if first and len(self._logged_rejections) < 1000:
-                self._logged_rejections.add((payload.kind, message))
+                self._logged_rejections.add(message)
         if first:
-            logger.error("AgentSight API rejected a %s payload (%s); not retried", payload.kind, message)
-        return ItemResult(turn.conversation_id, payload.kind, payload.timestamp, False, status, error=message)
+            logger.error("AgentSight API rejected %s (%s); not retried", what, message)
 
-    def _expired(self, turn: TurnPayloads, payload: Payload, message: str, attempts: int) -> ItemResult:
+    # Delivery threads ----------------------------------------------------------------------------
+
+    def _start_workers(self) -> None:
+        while len(self._threads) < min(self._concurrency, len(self._pending)):
+            thread = threading.Thread(target=self._work, name=f"agentsight-delivery-{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _take(self) -> tuple[list[str], list[PendingTurn]]:
+        """Under the lock: the next delivery's conversations and turns (conversations leave the ready list)."""
+        limit, byte_limit = self._sender.batch_payloads, self._sender.batch_bytes
+        conversations: list[str] = []
+        taken: list[PendingTurn] = []
+        payloads = size = 0
+        while self._ready:
+            queue = self._pending[self._ready[0]]
+            if taken and (payloads + queue[0].payload_count > limit or size + queue[0].size > byte_limit):
+                break
+            conversations.append(self._ready.popleft())
+            while queue and (not taken or (payloads + queue[0].payload_count <= limit
+                                           and size + queue[0].size <= byte_limit)):
+                turn = queue.popleft()
+                taken.append(turn)
+                payloads += turn.payload_count
+                size += turn.size
+        return conversations, taken
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._work_ready.wait_for(lambda: self._ready or (self._closing and self._unfinished == 0))
+                if not self._ready:
+                    self._close_connection()  # this thread's kept-alive connection
+                    return
+                conversations, turns = self._take()
+            try:
+                self._sender.deliver(turns, self)
+            except Exception:  # a bug must not kill the worker and strand the queue
+                logger.exception("AgentSight delivery of conversations %s failed unexpectedly", conversations)
+            finally:
+                self._release(conversations, turns)
+
+    def _release(self, conversations: list[str], turns: list[PendingTurn]) -> None:
         with self._lock:
-            self._stats.payloads_expired += 1
-            expired = self._stats.payloads_expired
-        logger.error(
-            "AgentSight gave up on a %s payload of conversation %s after %d attempts (%s); %d payloads given up so far",
-            payload.kind,
-            turn.conversation_id,
-            attempts,
-            message,
-            expired,
-        )
-        return ItemResult(turn.conversation_id, payload.kind, payload.timestamp, False, error=message)
+            self._queued_payloads -= sum(turn.payload_count for turn in turns)
+            self._queued_bytes -= sum(turn.size for turn in turns)
+            self._unfinished -= len(turns)
+            for conversation_id in conversations:
+                if self._pending[conversation_id]:
+                    self._ready.append(conversation_id)
+                    self._work_ready.notify()
+                else:
+                    del self._pending[conversation_id]
+            if self._unfinished == 0:
+                self._settled.notify_all()
+                if self._closing:
+                    self._work_ready.notify_all()  # the drain is done: idle threads may exit
 
     def _note_failure(self, message: str, delay: float) -> None:
         with self._lock:
@@ -368,4 +378,3 @@ class DeliveryClient:
                 recovered, self._failing = self._failing, False
             if recovered:
                 logger.warning("AgentSight API delivery recovered")
-

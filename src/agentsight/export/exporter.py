@@ -1,8 +1,9 @@
 """``AgentSightSpanExporter``: an OTel ``SpanExporter`` that sends conversation spans to AgentSight.
 
-``export`` keeps only conversation spans (the app's HTTP, database and other spans are ignored),
-translates each into payloads and hands them to the background delivery client: it never blocks
-on the network and never raises. Constructible with no arguments for ``opentelemetry-instrument``
+``export`` keeps only conversation spans (the app's HTTP, database and other spans are ignored) and
+hands each to the background delivery client, which translates it for the configured wire (``ingest``:
+span batches to ``POST /api/ingest/``; ``rest``: the 0.0.x endpoints) and sends it: export never
+blocks on the network and never raises. Constructible with no arguments for ``opentelemetry-instrument``
 (``OTEL_TRACES_EXPORTER=otlp,agentsight``), configured from ``AGENTSIGHT_*`` variables.
 """
 
@@ -15,28 +16,40 @@ from functools import partial
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from agentsight.config import Settings
+from agentsight.config import DEFAULT_CONCURRENCY, Settings
 from agentsight.exceptions import InvalidApiKeyException, NoApiKeyException
-from agentsight.export.delivery import DeliveryClient, FlushResult, PendingTurn
-from agentsight.export.payloads import TurnPayloads
-from agentsight.export.rest import estimate, translate
+from agentsight.export import ingest, rest
+from agentsight.export.delivery import DeliveryClient, FlushResult, PendingTurn, Sender
+from agentsight.export.preflight import KeyPreflight
+from agentsight.export.senders import IngestSender, RestSender
 from agentsight.export.transport import HttpTransport
-from agentsight.spans.finished import is_conversation_span
+from agentsight.spans.finished import SpanLike, is_conversation_span
 from agentsight.spans.semconv import CONVERSATION_ID
 
 logger = logging.getLogger("agentsight.export.exporter")
 
 
 class AgentSightSpanExporter(SpanExporter):
-    """Translates finished conversation spans into AgentSight REST payloads and delivers them.
+    """Translates finished conversation spans for the AgentSight API and delivers them.
 
-    Without a valid API key it logs one error and exports nothing (counted in ``stats``), so a
-    missing key never breaks an application's OpenTelemetry start-up.
+    ``protocol`` (else ``AGENTSIGHT_PROTOCOL``, else ``ingest``) picks the wire; any other value raises
+    :class:`~agentsight.exceptions.ConfigurationError`. Without a valid API key it logs one error and
+    exports nothing (counted in ``stats``), so a missing key never breaks an application's OpenTelemetry
+    start-up. With the ingest wire, the key is checked once in the background (``GET /api/me/``).
     """
 
-    def __init__(self, api_key: str | None = None, endpoint: str | None = None, *, settings: Settings | None = None):
-        self._settings = settings or Settings.resolve(api_key=api_key, endpoint=endpoint)
+    def __init__(
+        self,
+        api_key: str | None = None,
+        endpoint: str | None = None,
+        *,
+        protocol: str | None = None,
+        settings: Settings | None = None,
+    ):
+        self._settings = settings or Settings.resolve(api_key=api_key, endpoint=endpoint, protocol=protocol)
         self._delivery: DeliveryClient | None = None
+        wire = ingest if self._settings.protocol == "ingest" else rest
+        self._translate, self._estimate = wire.translate, wire.estimate
         self._spans_without_delivery = 0
         try:
             self._settings.check_api_key()
@@ -45,10 +58,23 @@ class AgentSightSpanExporter(SpanExporter):
             return
         settings = self._settings
         transport = HttpTransport(settings.endpoint, settings.api_key or "", settings.delivery.timeout)
-        self._delivery = DeliveryClient(transport, self._settings.delivery)
+        rest_sender = RestSender(transport, settings.delivery)
+        sender: Sender = rest_sender
+        if settings.protocol == "ingest":
+            preflight = KeyPreflight(transport, settings.endpoint)
+            if settings.verify_key:
+                preflight.start()
+            sender = IngestSender(transport, settings.delivery, preflight, rest_sender)
+        concurrency = settings.delivery.max_concurrency or DEFAULT_CONCURRENCY[settings.protocol]
+        self._delivery = DeliveryClient(sender, settings.delivery, concurrency, transport.close)
 
     def __repr__(self) -> str:
-        return f"AgentSightSpanExporter(endpoint={self._settings.endpoint!r})"
+        return f"AgentSightSpanExporter(endpoint={self._settings.endpoint!r}, protocol={self._settings.protocol!r})"
+
+    @property
+    def protocol(self) -> str:
+        """The wire this exporter speaks: ``ingest`` or ``rest``."""
+        return self._settings.protocol
 
     @property
     def stats(self) -> dict[str, int]:
@@ -56,6 +82,14 @@ class AgentSightSpanExporter(SpanExporter):
         stats = self._delivery.stats if self._delivery else {}
         stats["spans_without_delivery"] = self._spans_without_delivery
         return stats
+
+    def translate(self, span: SpanLike) -> object:
+        """The translation of a conversation span on this wire (raises what a malformed span raises)."""
+        return self._translate(span)
+
+    def estimate(self, span: SpanLike) -> int:
+        """How many payloads (REST requests or ingest spans) a conversation span becomes on this wire."""
+        return self._estimate(span)[0]
 
     def has_room(self, coming_payloads: int = 0) -> bool:
         """Whether the delivery queue can take ``coming_payloads`` more (an OTLP receiver asks before accepting)."""
@@ -72,9 +106,9 @@ class AgentSightSpanExporter(SpanExporter):
             if self._delivery is None:
                 self._spans_without_delivery += 1
                 continue
-            payload_count, size = estimate(span)
+            payload_count, size = self._estimate(span)
             conversation_id = str(span.attributes[CONVERSATION_ID])  # type: ignore[index]
-            self._delivery.submit(PendingTurn(conversation_id, payload_count, size, partial(_translated, span)))
+            self._delivery.submit(PendingTurn(conversation_id, payload_count, size, partial(self._translate, span)))
         return SpanExportResult.SUCCESS
 
     def flush(self, timeout: float | None = None) -> FlushResult:
@@ -92,8 +126,3 @@ class AgentSightSpanExporter(SpanExporter):
         if self._delivery is not None:
             self._delivery.shutdown(timeout_millis / 1000)
 
-
-def _translated(span: ReadableSpan) -> TurnPayloads:
-    turn = translate(span)
-    assert turn is not None, "only conversation spans are queued"
-    return turn

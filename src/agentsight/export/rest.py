@@ -13,7 +13,7 @@ from typing import Any
 
 from agentsight.export.payloads import FilePart, Payload, TurnPayloads
 from agentsight.spans import semconv as sc
-from agentsight.spans.finished import SpanLike, is_conversation_span, iso_timestamp
+from agentsight.spans.finished import SpanLike, add_usage, is_conversation_span, iso_timestamp
 
 
 def estimate(span: SpanLike) -> tuple[int, int]:
@@ -55,7 +55,7 @@ def translate(span: SpanLike) -> TurnPayloads | None:
         event_attributes = event.attributes or {}
         timestamp = iso_timestamp(event.timestamp)
         if event.name == sc.TOKEN_USAGE_EVENT:
-            usage = _add_usage(usage, event_attributes)
+            usage = add_usage(usage, event_attributes)
             continue
         payload = _item_payload(event.name, event_attributes, conversation_id, timestamp)
         if payload is not None:
@@ -139,13 +139,6 @@ def _attachments(attributes: Mapping[str, Any], conversation_id: str, timestamp:
         "conversation_id": conversation_id,
     }
     return Payload("attachments", body)
-
-
-def _add_usage(usage: dict[str, int] | None, attributes: Mapping[str, Any]) -> dict[str, int]:
-    totals = usage or {key: 0 for key, _ in sc.USAGE_FIELDS}
-    for key, attribute in sc.USAGE_FIELDS:
-        totals[key] += int(attributes.get(attribute, 0) or 0)
-    return totals
 
 
 def _json_attribute(attributes: Mapping[str, Any], name: str, default: Any) -> Any:

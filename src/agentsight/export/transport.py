@@ -16,9 +16,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from agentsight.config import USER_AGENT
 from agentsight.export.payloads import Payload
-
-USER_AGENT = "agentsight-otel"
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ class HttpTransport:
         return f"HttpTransport({self._scheme}://{self._host}:{self._port or ''}{self._base_path})"
 
     def post(self, payload: Payload, conversation: int | None) -> HttpResponse:
-        """POST one payload; ``conversation`` is the server id added to every non-conversation body.
+        """POST one REST payload; ``conversation`` is the server id added to every non-conversation body.
 
         Raises ``OSError`` / ``http.client.HTTPException`` on network failures and time-outs.
         """
@@ -79,13 +78,22 @@ class HttpTransport:
             content_type, data = encode_multipart(body, payload)
         else:
             content_type, data = "application/json", json.dumps(body, ensure_ascii=False).encode("utf-8")
-        headers = {
-            "Content-Type": content_type,
+        return self.request("POST", payload.path, data, {"Content-Type": content_type})
+
+    def request(
+        self, method: str, path: str, data: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> HttpResponse:
+        """Send one request to ``path`` under the endpoint, with the key and the SDK's headers.
+
+        Raises ``OSError`` / ``http.client.HTTPException`` on network failures and time-outs.
+        """
+        all_headers = {
             "Authorization": self._auth_header,
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
+            **(headers or {}),
         }
-        return self._request(self._base_path + payload.path, data, headers)
+        return self._request(method, self._base_path + path, data, all_headers)
 
     def close(self) -> None:
         """Close this thread's connection."""
@@ -94,13 +102,13 @@ class HttpTransport:
             connection.close()
             self._local.connection = None
 
-    def _request(self, path: str, data: bytes, headers: dict[str, str]) -> HttpResponse:
+    def _request(self, method: str, path: str, data: bytes | None, headers: dict[str, str]) -> HttpResponse:
         connection = getattr(self._local, "connection", None)
         reused = connection is not None
         if connection is None:
             connection = self._connect()
         try:
-            connection.request("POST", path, body=data, headers=headers)
+            connection.request(method, path, body=data, headers=headers)
             response = connection.getresponse()
             body = response.read()
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
@@ -109,7 +117,7 @@ class HttpTransport:
                 raise
             # The server closed an idle kept-alive connection: one fresh attempt, as urllib3 does.
             connection = self._connect()
-            connection.request("POST", path, body=data, headers=headers)
+            connection.request(method, path, body=data, headers=headers)
             response = connection.getresponse()
             body = response.read()
         except BaseException:

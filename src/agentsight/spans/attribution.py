@@ -77,8 +77,9 @@ class ModelCallAttribution(SpanProcessor):
 
 def add_model_call(turn: ConversationTurn, span: ReadableSpan) -> None:
     """Record a finished model call in ``turn``: its token usage and an action describing it."""
-    turn.add_usage(model_call_usage(span))
-    turn.add_event(sc.ACTION_EVENT, model_call_action(span, format(span.context.span_id, "016x")))
+    span_id = format(span.context.span_id, "016x")
+    turn.add_usage(model_call_usage(span), span_id)
+    turn.add_event(sc.ACTION_EVENT, model_call_action(span, span_id))
 
 
 def model_call_usage(span: Any) -> dict[str, int]:

@@ -56,3 +56,11 @@ def iso_timestamp(time_ns: int | None) -> str:
     seconds, nanos = divmod(time_ns, 1_000_000_000)
     moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
     return moment.replace(microsecond=nanos // 1000).isoformat()
+
+
+def add_usage(usage: dict[str, int] | None, attributes: Mapping[str, Any]) -> dict[str, int]:
+    """``usage`` (``None``: nothing yet) plus the counts of one token usage event."""
+    totals = usage or {key: 0 for key, _ in sc.USAGE_FIELDS}
+    for key, attribute in sc.USAGE_FIELDS:
+        totals[key] += int(attributes.get(attribute, 0) or 0)
+    return totals

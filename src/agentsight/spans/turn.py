@@ -79,14 +79,18 @@ class ConversationTurn:
         """
         self.span._add_event(Event(name, MappingProxyType(attributes)))  # type: ignore[attr-defined]
 
-    def add_usage(self, usage: Mapping[str, int]) -> None:
-        """Record token usage: one event, and the running sums for ``get_token_usage()``."""
+    def add_usage(self, usage: Mapping[str, int], model_call_span_id: str | None = None) -> None:
+        """Record token usage: one event, and the running sums for ``get_token_usage()``.
+
+        ``model_call_span_id`` marks the usage of a model call (hex span id): the ingest wire carries
+        it on the call's own ``llm`` span instead of the turn's ``token_usage`` sum.
+        """
         with self._lock:
             totals = self._usage or {key: 0 for key, _ in sc.USAGE_FIELDS}
             for key in totals:
                 totals[key] += usage.get(key, 0)
             self._usage = totals
-        self.add_event(sc.TOKEN_USAGE_EVENT, usage_event_attributes(usage))
+        self.add_event(sc.TOKEN_USAGE_EVENT, usage_event_attributes(usage, model_call_span_id))
 
     def usage(self) -> dict[str, int]:
         """The token sums tracked so far in this turn (empty when none were)."""
@@ -98,9 +102,12 @@ class ConversationTurn:
         self.span.end()
 
 
-def usage_event_attributes(usage: Mapping[str, int]) -> dict[str, int]:
-    """The attributes of a token usage event adding ``usage`` (missing counts are 0)."""
-    return {attribute: usage.get(key, 0) for key, attribute in sc.USAGE_FIELDS}
+def usage_event_attributes(usage: Mapping[str, int], model_call_span_id: str | None = None) -> dict[str, int | str]:
+    """The attributes of a token usage event adding ``usage`` (missing counts are 0), of a model call when given."""
+    attributes: dict[str, int | str] = {attribute: usage.get(key, 0) for key, attribute in sc.USAGE_FIELDS}
+    if model_call_span_id is not None:
+        attributes[sc.MODEL_CALL_SPAN_ID] = model_call_span_id
+    return attributes
 
 
 def _running_task_or_thread() -> object:

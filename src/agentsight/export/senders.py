@@ -1,0 +1,202 @@
+"""How each wire sends what delivery hands it: :class:`RestSender` (0.0.x endpoints) and :class:`IngestSender`.
+
+Both translate on the delivery thread (the turns carry their translation as ``build``), send through
+:meth:`DeliveryClient.send` (the one retry loop) and report every payload with ``DeliveryClient.record``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from functools import partial
+from typing import Any
+
+from agentsight.config import DeliverySettings
+from agentsight.export import ingest
+from agentsight.export.delivery import DeliveryClient, ItemResult, PendingTurn
+from agentsight.export.payloads import Payload, TurnPayloads
+from agentsight.export.preflight import GZIP_INGEST, KeyPreflight
+from agentsight.export.transport import HttpResponse, HttpTransport
+
+logger = logging.getLogger("agentsight.export.delivery")
+
+INGEST_PATH = "/api/ingest/"
+GZIP_MIN_BYTES = 8 * 1024
+"""Documents at or under this size go uncompressed (as upstream: they fit a few TCP segments anyway)."""
+GZIP_LEVEL = 6
+MAX_NAMED_BLOCKS = 5
+"""Offending blocks a rejection log line names before it only counts the rest."""
+
+
+class RestSender:
+    """One turn at a time: the conversation POST (its server id cached), then each item in order."""
+
+    batch_payloads = 1
+    batch_bytes = 1 << 62
+
+    def __init__(self, transport: HttpTransport, settings: DeliverySettings) -> None:
+        self._transport = transport
+        self._max_cached = settings.max_cached_conversations
+        self._lock = threading.Lock()
+        self._conversation_ids: OrderedDict[str, tuple[int, str]] = OrderedDict()
+
+    def deliver(self, turns: Sequence[PendingTurn], client: DeliveryClient) -> None:
+        """Deliver each turn's REST payloads."""
+        for turn in turns:
+            self.deliver_payloads(turn.build(), client)
+
+    def deliver_payloads(self, turn: TurnPayloads, client: DeliveryClient) -> None:
+        """The conversation POST (unless identical to the last one), then the items under its server id."""
+        server_id = self._conversation_server_id(turn, client)
+        for payload in turn.items:
+            if server_id is None:
+                client.record(ItemResult(turn.conversation_id, payload.kind, payload.timestamp, False,
+                                         error="not sent: the conversation was not created",
+                                         outcome="without_conversation"))
+            else:
+                client.record(self._post(turn.conversation_id, payload, server_id, client))
+
+    def _conversation_server_id(self, turn: TurnPayloads, client: DeliveryClient) -> int | None:
+        payload = turn.conversation
+        fingerprint = json.dumps({k: v for k, v in payload.body.items() if k != "timestamp"}, sort_keys=True)
+        with self._lock:
+            cached = self._conversation_ids.get(turn.conversation_id)
+            if cached is not None and cached[1] == fingerprint:
+                self._conversation_ids.move_to_end(turn.conversation_id)
+                client.count_skipped_conversation_post()
+                return cached[0]
+        result = self._post(turn.conversation_id, payload, None, client)
+        client.record(result)
+        if not result.success:
+            return None
+        server_id = result.response["id"]
+        with self._lock:
+            self._conversation_ids[turn.conversation_id] = (server_id, fingerprint)
+            self._conversation_ids.move_to_end(turn.conversation_id)
+            while len(self._conversation_ids) > self._max_cached:
+                self._conversation_ids.popitem(last=False)
+        return server_id
+
+    def _post(
+        self, conversation_id: str, payload: Payload, server_id: int | None, client: DeliveryClient
+    ) -> ItemResult:
+        check = _conversation_id_check if payload.kind == "conversation" else None
+        answer = client.send(f"a {payload.kind} payload of conversation {conversation_id}",
+                             partial(self._transport.post, payload, server_id), check)
+        result = ItemResult(conversation_id, payload.kind, payload.timestamp, answer.success, error=answer.error)
+        if answer.response is None:
+            result.outcome = "expired"
+            return result
+        result.status = answer.response.status
+        if not answer.success:
+            result.outcome = "rejected"
+            client.log_rejection(f"a {payload.kind} payload", answer.error or "")
+            return result
+        try:
+            result.response = answer.response.json()
+        except ValueError:
+            logger.warning("AgentSight answered %s %s with a body that is not JSON", result.status, payload.path)
+        return result
+
+
+def _conversation_id_check(response: HttpResponse) -> str | None:
+    """A conversation POST must answer the server id its items refer to; otherwise it is retried."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("id"), int):
+        return None
+    return f"HTTP {response.status} without a conversation id: {response.body[:200]!r}"
+
+
+class IngestSender:
+    """Whole batches: the queued turns of many conversations in one ``POST /api/ingest/`` document.
+
+    gzip above :data:`GZIP_MIN_BYTES` once the key preflight saw the ``gzip-ingest`` capability. A 400
+    that names offending conversation blocks drops those (logged with their ids) and sends the rest
+    once more. Attachment bytes follow the document on the REST route (``rest``), as upstream does.
+    """
+
+    def __init__(self, transport: HttpTransport, settings: DeliverySettings, preflight: KeyPreflight,
+                 rest: RestSender) -> None:
+        self._transport = transport
+        self._preflight = preflight
+        self._rest = rest
+        self.batch_payloads = settings.max_batch_spans
+        self.batch_bytes = settings.max_batch_bytes
+
+    def deliver(self, turns: Sequence[PendingTurn], client: DeliveryClient) -> None:
+        """Send the turns as one document (less any refused blocks), then their attachments."""
+        translated: list[ingest.IngestTurn] = [turn.build() for turn in turns]
+        delivered = self._send(translated, client, drop_offending=True)
+        for turn in translated:
+            if turn.uploads is not None and turn.conversation_id in delivered:
+                self._rest.deliver_payloads(turn.uploads, client)
+
+    def _send(self, turns: list[ingest.IngestTurn], client: DeliveryClient, drop_offending: bool) -> set[str]:
+        """Send a document of ``turns``; returns the conversation ids delivered."""
+        data = json.dumps(ingest.document(turns), ensure_ascii=False).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        if len(data) > GZIP_MIN_BYTES and self._preflight.has_capability(GZIP_INGEST):
+            data = gzip.compress(data, compresslevel=GZIP_LEVEL)
+            headers["Content-Encoding"] = "gzip"
+        conversations = {turn.conversation_id for turn in turns}
+        answer = client.send(f"an ingest batch of {len(conversations)} conversation(s)",
+                             partial(self._transport.request, "POST", INGEST_PATH, data, headers))
+        if answer.success:
+            _record(client, turns, answer.response, None, "delivered")
+            return conversations
+        if answer.response is None:
+            _record(client, turns, None, answer.error, "expired")
+            return set()
+        offending = _offending_blocks(answer.response) if answer.response.status == 400 else None
+        if drop_offending and offending and set(offending) < conversations:
+            refused = [turn for turn in turns if turn.conversation_id in offending]
+            client.log_rejection(f"conversation(s) {_named(offending)} of an ingest batch",
+                                 "; ".join(f"{cid}: {errors}" for cid, errors in offending.items()))
+            _record(client, refused, answer.response, answer.error, "rejected")
+            return self._send([turn for turn in turns if turn.conversation_id not in offending], client, False)
+        client.log_rejection(f"an ingest batch of conversation(s) {_named(conversations)}", answer.error or "")
+        _record(client, turns, answer.response, answer.error, "rejected")
+        return set()
+
+
+def _record(client: DeliveryClient, turns: Iterable[ingest.IngestTurn], response: HttpResponse | None,
+            error: str | None, outcome: Any) -> None:
+    status = response.status if response is not None else None
+    for turn in turns:
+        for span in turn.spans:
+            client.record(ItemResult(turn.conversation_id, span["kind"], span["started_at"], outcome == "delivered",
+                                     status, error=error, outcome=outcome))
+
+
+def _offending_blocks(response: HttpResponse) -> dict[str, str] | None:
+    """Conversation id → its errors, when a 400 names every offending block; ``None`` when it cannot tell."""
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    blocks = data.get("conversations") if isinstance(data, dict) else None
+    if not isinstance(blocks, list) or not blocks or data.get("truncated"):
+        return None
+    offending: dict[str, str] = {}
+    for block in blocks:
+        if not isinstance(block, dict) or not isinstance(block.get("conversation_id"), str):
+            return None
+        errors = block.get("errors")
+        offending[block["conversation_id"]] = (
+            "; ".join(f"{name}: {', '.join(map(str, e)) if isinstance(e, list) else e}" for name, e in errors.items())
+            if isinstance(errors, dict) else str(errors or "no field detail")
+        )
+    return offending
+
+
+def _named(conversation_ids: Iterable[str]) -> str:
+    ids = sorted(conversation_ids)
+    more = f" and {len(ids) - MAX_NAMED_BLOCKS} more" if len(ids) > MAX_NAMED_BLOCKS else ""
+    return ", ".join(ids[:MAX_NAMED_BLOCKS]) + more
