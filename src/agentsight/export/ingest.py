@@ -65,14 +65,20 @@ class IngestTurn:
 
 
 def estimate(span: SpanLike) -> tuple[int, int]:
-    """How many ingest spans a conversation span becomes, and their approximate size in bytes (no translation)."""
-    count, size = 1, 1024 + _text_size(span.attributes)
+    """How many ingest spans a conversation span becomes (exactly), and their approximate size in bytes.
+
+    Cheap (no translation): used to bound the delivery queue before translating on a delivery thread.
+    """
+    count, usage, size = 1, 0, 1024 + _text_size(span.attributes)
     for event in span.events:
+        attributes = event.attributes or {}
         if event.name in _CHILD_EVENTS:
             count += 1
             size += 1024
-        size += 128 + _text_size(event.attributes)
-    return count + 1, size  # one more for a token usage span
+        elif event.name == sc.TOKEN_USAGE_EVENT and sc.MODEL_CALL_SPAN_ID not in attributes:
+            usage = 1
+        size += 128 + _text_size(attributes)
+    return count + usage, size
 
 
 def _text_size(attributes: Mapping[str, Any] | None) -> int:
