@@ -9,7 +9,7 @@ client, database, model calls) and conversation turns recorded by a real ``Conve
 - OTLP/HTTP protobuf, plain and gzip, and OTLP/gRPC, with delivery off (no API key: turns are
   assembled and handed to the exporter, which counts them instead of sending them): the bridge's
   own cost, which the goal (>= 20,000 spans/s) is about;
-- OTLP/HTTP protobuf delivering every turn to a ``LocalAgentSightServer`` in a third process (on
+- OTLP/HTTP protobuf delivering every turn to a ``DevServer`` in a third process (on
   CPU 1 with the client): end to end, delivery (one HTTP POST per payload) sharing the bridge's
   core; were the queue to fill, the bridge would answer 503 + Retry-After and the client retry
   after 50 ms.
@@ -144,13 +144,13 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def serve_api(args: argparse.Namespace) -> None:
-    """``_api``: a ``LocalAgentSightServer`` (not recording bodies) pinned to one CPU, until SIGTERM."""
+    """``_api``: a ``DevServer`` (not recording bodies) pinned to one CPU, until SIGTERM."""
     os.sched_setaffinity(0, {args.cpu})
-    from agentsight.local_server import LocalAgentSightServer
+    from agentsight.dev import DevServer
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with LocalAgentSightServer(record=False) as api:
+    with DevServer(record=False) as api:
         print(json.dumps({"url": api.url}), flush=True)
         while not stop.wait(0.1):
             pass
@@ -386,7 +386,7 @@ def render(rows: list[Row], args: argparse.Namespace, request_bytes: int) -> str
         "encoded by the OTel SDK's own OTLP encoder.",
         "- *Delivery off*: no API key, so turns are decoded, assembled and handed to the exporter, which counts "
         "them instead of sending them: the bridge's own cost. *Delivering*: every payload is POSTed to a "
-        f"`LocalAgentSightServer` in a third process on CPU {CLIENT_CPU}, by delivery threads sharing the "
+        f"`DevServer` in a third process on CPU {CLIENT_CPU}, by delivery threads sharing the "
         f"bridge's core (the {DISTINCT_REQUESTS * TURNS_PER_REQUEST} conversation ids recur from request to request). "
         "A full queue would answer 503 + Retry-After, and the client retry after 50 ms.",
         "- Spans/s count only spans the bridge answered 200 for, over the counted seconds; *bridge CPU* is the "

@@ -692,7 +692,7 @@ def main() -> int:
     if arguments.worker:
         serve(arguments.worker, json.loads(arguments.params))
         return 0
-    from agentsight.local_server import LocalAgentSightServer
+    from agentsight.dev import DevServer
 
     started, load_at_start = time.perf_counter(), os.getloadavg()[0]
     counts = QUICK if arguments.quick else FULL
@@ -706,7 +706,7 @@ def main() -> int:
     ]
     fake = FakeLLMServer()
     fake.stream_chunks, fake.reply_text = STREAM_CHUNKS, REPLY_TEXT
-    with fake, LocalAgentSightServer(record=False) as api:
+    with fake, DevServer(record=False) as api:
         if arguments.profile:
             run = next(run for run in runs if run.label == arguments.profile)
             once = replace(counts, rounds=1)

@@ -3,7 +3,7 @@
 Run from the project's environment: ``python bench/run.py [--quick]`` (``make bench``). Installs the
 upstream SDK into ``bench/.upstream-venv`` when it is not there, then runs every measurement for
 each SDK in subprocesses of their own (``bench/workload.py`` under that SDK's interpreter), against
-a local AgentSight API (:class:`LocalAgentSightServer`) served from this process, or a refused
+a local AgentSight API (:class:`DevServer`) served from this process, or a refused
 loopback port for the outage. Prints the results as markdown and writes them to ``bench/RESULTS.md``;
 exits 1 when one of our goals is not met.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import agentsight
-from agentsight.local_server import LocalAgentSightServer
+from agentsight.dev import DevServer
 
 BENCH = Path(__file__).resolve().parent
 WORKLOAD = BENCH / "workload.py"
@@ -150,7 +150,7 @@ def run_worker(side: Side, workload: str, endpoint: str, **params: Any) -> dict[
 
 def on_server(side: Side, workload: str, latency: float = 0.0, **params: Any) -> Run:
     """Run a workload against a fresh local API; also returns how many requests the API accepted."""
-    with LocalAgentSightServer(latency=latency, record=False) as server:
+    with DevServer(latency=latency, record=False) as server:
         result = run_worker(side, workload, server.url, **params)
         return result, len(server.accepted())
 
@@ -328,7 +328,7 @@ def report(rows: list[Row], notes: list[str], quick: bool) -> str:
             "(in `bench/.upstream-venv`)",
             f"- Command: `{command}`",
             "- Every run of a measurement is a subprocess of its own (`bench/workload.py`) under that SDK's "
-            "interpreter, against a fresh `LocalAgentSightServer` in the benchmark's process (a refused loopback "
+            "interpreter, against a fresh `DevServer` in the benchmark's process (a refused loopback "
             "port for (d)); (c) alternates the SDKs' runs. The "
             "workers' stderr goes to /dev/null: upstream logs every tracking call at INFO there (its default), "
             "ours logs only warnings.",

@@ -32,8 +32,8 @@ from typing import Any
 import httpx
 import uvicorn
 
+from agentsight.dev import DevServer
 from agentsight.dev.local_llm import FakeLLMServer
-from agentsight.dev.server import DevServer
 from agentsight.dev.store import ConversationFilter
 
 LOCAL_API_KEY = "ags_" + "0" * 32 + "_" + "0" * 6

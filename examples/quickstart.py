@@ -14,8 +14,8 @@ from contextlib import ExitStack
 from typing import Any
 
 from agentsight import ConversationTracker
+from agentsight.dev import DevServer
 from agentsight.helpers import generate_conversation_id
-from agentsight.local_server import LocalAgentSightServer
 
 LOCAL_API_KEY = "ags_" + "0" * 32 + "_" + "0" * 6
 
@@ -36,7 +36,7 @@ def main() -> int:
     with ExitStack() as stack:
         local = None
         if not os.environ.get("AGENTSIGHT_API_ENDPOINT"):
-            local = stack.enter_context(LocalAgentSightServer())
+            local = stack.enter_context(DevServer())
             os.environ["AGENTSIGHT_API_ENDPOINT"] = local.url
             os.environ.setdefault("AGENTSIGHT_API_KEY", LOCAL_API_KEY)
             print(f"AGENTSIGHT_API_ENDPOINT not set: using a local AgentSight-compatible API on {local.url}")

@@ -3,7 +3,7 @@
 Run it with ``uvicorn examples.widget_fastapi:app`` (from the repository root) or
 ``python examples/widget_fastapi.py`` (uvicorn on 127.0.0.1:8000). The tracker reads
 ``AGENTSIGHT_API_KEY`` and ``AGENTSIGHT_API_ENDPOINT`` when this module is imported; for a local try,
-start ``python -m agentsight.local_server`` and point ``AGENTSIGHT_API_ENDPOINT`` at it.
+start ``agentsight dev --memory`` and point ``AGENTSIGHT_API_ENDPOINT`` at it.
 
 Changes from the guide's code: imports sorted and ``str | None`` instead of ``Optional[str]`` (lint
 rules), ``/api/button``, which tracks a button click the same way (guide "Track Button Method"), and

@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from agentsight import ConversationTracker
 from agentsight.config import DeliverySettings
+from agentsight.dev import DevServer
 from agentsight.dev.local_llm import FakeLLMServer
-from agentsight.local_server import LocalAgentSightServer
 
 # Trackers would instrument the installed LLM clients on creation; instrumentation tests do it themselves.
 os.environ["AGENTSIGHT_AUTO_INSTRUMENT"] = "false"
@@ -29,14 +29,14 @@ QUICK_RETRIES = DeliverySettings(timeout=2.0, backoff_initial=0.01, backoff_max=
 
 
 @pytest.fixture
-def api() -> Iterator[LocalAgentSightServer]:
+def api() -> Iterator[DevServer]:
     """A local AgentSight-compatible API server on 127.0.0.1."""
-    with LocalAgentSightServer() as server:
+    with DevServer() as server:
         yield server
 
 
 @pytest.fixture
-def make_tracker(api: LocalAgentSightServer) -> Iterator[Callable[..., ConversationTracker]]:
+def make_tracker(api: DevServer) -> Iterator[Callable[..., ConversationTracker]]:
     """Build trackers delivering to ``api`` (shut down after the test)."""
     made: list[ConversationTracker] = []
 
@@ -81,7 +81,7 @@ def instrumented(*instrumentors: type[BaseInstrumentor]) -> Iterator[InMemorySpa
             instrumentor().uninstrument()
 
 
-def bodies(server: LocalAgentSightServer, path: str) -> list[dict]:
+def bodies(server: DevServer, path: str) -> list[dict]:
     """Bodies of the accepted requests to ``path``, in arrival order."""
     return [request.body for request in server.accepted(path)]
 

@@ -37,7 +37,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from agentsight.bridge.core import RETRY_AFTER_SECONDS
 from agentsight.bridge.server import DEFAULT_MAX_BODY_BYTES, Bridge, parse_otlp_json
 from agentsight.config import DeliverySettings, Settings
-from agentsight.local_server import LocalAgentSightServer
+from agentsight.dev import DevServer
 from agentsight.spans import semconv as sc
 from tests.conftest import API_KEY, QUICK_RETRIES, bodies, run_script
 from tests.test_otel_integration import SEED_FLOW, SEED_PATHS
@@ -112,7 +112,7 @@ def grpc_export(bridge: Bridge, request: ExportTraceServiceRequest, token: str |
             return error
 
 
-def delivered(api: LocalAgentSightServer) -> list[tuple[str, dict[str, Any]]]:
+def delivered(api: DevServer) -> list[tuple[str, dict[str, Any]]]:
     """What the API accepted: path and body without its timestamp."""
     return [(r.path, {k: v for k, v in r.body.items() if k != "timestamp"}) for r in api.accepted()]
 
@@ -136,7 +136,7 @@ def otlp_env(bridge: Bridge, protocol: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def start_bridge(api: LocalAgentSightServer) -> Iterator[Callable[..., Bridge]]:
+def start_bridge(api: DevServer) -> Iterator[Callable[..., Bridge]]:
     """Start bridges on free ports delivering to ``api`` (stopped after the test)."""
     started: list[Bridge] = []
 
@@ -163,7 +163,7 @@ def bridge(start_bridge: Callable[..., Bridge]) -> Bridge:
 @pytest.fixture(scope="module")
 def direct_seed(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, dict[str, Any]]]:
     """The seed flow's deliveries from the in-process path (the tracker's own direct export)."""
-    with LocalAgentSightServer() as api:
+    with DevServer() as api:
         result = run_script(tmp_path_factory.mktemp("direct"), SEED_APP, {
             "AGENTSIGHT_API_KEY": API_KEY, "AGENTSIGHT_API_ENDPOINT": api.url, "PYTHONPATH": str(Path.cwd())})
         assert result.returncode == 0, result.stderr
@@ -185,7 +185,7 @@ def direct_seed(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, dic
     pytest.param("grpc", (), {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "1"}, id="grpc-one-span-per-batch"),
 ])
 def test_seed_flow_through_the_bridge_matches_direct_export(
-    api: LocalAgentSightServer, bridge: Bridge, direct_seed: list, tmp_path: Path, protocol: str,
+    api: DevServer, bridge: Bridge, direct_seed: list, tmp_path: Path, protocol: str,
     launcher: tuple[str, ...], extra: dict[str, str],
 ) -> None:
     result = run_script(tmp_path, SEED_APP, otlp_env(bridge, protocol, **extra), args=launcher)
@@ -211,7 +211,7 @@ for number in range(2):
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_restart_on_the_same_port_loses_nothing(
-    api: LocalAgentSightServer, bridge: Bridge, tmp_path: Path, protocol: str
+    api: DevServer, bridge: Bridge, tmp_path: Path, protocol: str
 ) -> None:
     script = tmp_path / "app.py"
     script.write_text(RESTART_APP)
@@ -247,7 +247,7 @@ def _status(body: bytes) -> Status:
     return Status.FromString(body)
 
 
-def test_valid_protobuf_gzip_and_deflate_are_accepted(api: LocalAgentSightServer, bridge: Bridge) -> None:
+def test_valid_protobuf_gzip_and_deflate_are_accepted(api: DevServer, bridge: Bridge) -> None:
     raw = conversation_request("conv-plain", "plain").SerializeToString()
     assert post(bridge.http_port, raw)[0] == 200
     gzipped = gzip.compress(conversation_request("conv-gzip", "gzip").SerializeToString())
@@ -260,7 +260,7 @@ def test_valid_protobuf_gzip_and_deflate_are_accepted(api: LocalAgentSightServer
     assert sorted(b["content"] for b in bodies(api, "/api/track/")) == ["deflate", "gzip", "plain"]
 
 
-def test_otlp_json_with_hex_ids(api: LocalAgentSightServer, bridge: Bridge) -> None:
+def test_otlp_json_with_hex_ids(api: DevServer, bridge: Bridge) -> None:
     trace_id, span_id = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
     document = {"resourceSpans": [{"resource": {"attributes": [], "someFutureField": 1}, "scopeSpans": [{"spans": [{
         "traceId": trace_id, "spanId": span_id, "parentSpanId": "", "name": sc.CONVERSATION_SPAN, "kind": 1,
@@ -370,7 +370,7 @@ def test_health_and_unknown_routes(bridge: Bridge) -> None:
     assert status == 405 and headers["Allow"] == "POST"
 
 
-def test_keep_alive_connection_serves_many_requests(api: LocalAgentSightServer, bridge: Bridge) -> None:
+def test_keep_alive_connection_serves_many_requests(api: DevServer, bridge: Bridge) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", bridge.http_port, timeout=10)
     for number in range(3):
         connection.request("POST", "/v1/traces", conversation_request(f"conv-{number}", "q").SerializeToString(),
@@ -396,7 +396,7 @@ def _refused(port: int | None, within: float = 2.0) -> bool:
     return False
 
 
-def test_stop_finishes_requests_in_flight_then_delivers(api: LocalAgentSightServer, bridge: Bridge) -> None:
+def test_stop_finishes_requests_in_flight_then_delivers(api: DevServer, bridge: Bridge) -> None:
     idle = http.client.HTTPConnection("127.0.0.1", bridge.http_port, timeout=10)
     idle.request("GET", "/health")
     idle.getresponse().read()  # a kept-alive connection, idle: it must not hold stop() up
@@ -436,7 +436,7 @@ def test_cli_without_api_key_exits_with_one_line() -> None:
                                                   "(the bridge delivers with it)"]
 
 
-def test_cli_serves_until_sigterm(api: LocalAgentSightServer) -> None:
+def test_cli_serves_until_sigterm(api: DevServer) -> None:
     http_port, grpc_port = free_port(), free_port()
     bridge = subprocess.Popen(
         [str(BIN / "agentsight"), "bridge", "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
@@ -472,7 +472,7 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_tls_with_a_bearer_token_on_both_receivers(
-    api: LocalAgentSightServer, start_bridge: Callable[..., Bridge], certificate: tuple[Path, Path]
+    api: DevServer, start_bridge: Callable[..., Bridge], certificate: tuple[Path, Path]
 ) -> None:
     cert, key = certificate
     bridge = start_bridge(token="s3cret", tls_cert_file=str(cert), tls_key_file=str(key))

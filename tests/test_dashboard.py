@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import pytest
 
 from agentsight import ConversationTracker
-from agentsight.dev.server import DevServer
+from agentsight.dev import DevServer
 from tests.conftest import API_KEY, QUICK_RETRIES
 
 ARTIFACTS = Path(__file__).parent / "artifacts"

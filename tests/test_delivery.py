@@ -10,7 +10,7 @@ import pytest
 
 from agentsight import ConversationTracker
 from agentsight.config import DeliverySettings
-from agentsight.local_server import CannedResponse, LocalAgentSightServer
+from agentsight.dev import CannedResponse, DevServer
 from tests.conftest import API_KEY, QUICK_RETRIES, bodies
 
 
@@ -20,7 +20,7 @@ def _one_turn(tracker: ConversationTracker, conversation_id: str = "conv-d", tex
     tracker.send_tracked_data()
 
 
-def test_500s_are_retried_until_delivered(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+def test_500s_are_retried_until_delivered(api: DevServer, tracker: ConversationTracker) -> None:
     api.inject(CannedResponse(500), CannedResponse(502), CannedResponse(503))
     _one_turn(tracker)
     result = tracker.flush(10)
@@ -29,7 +29,7 @@ def test_500s_are_retried_until_delivered(api: LocalAgentSightServer, tracker: C
     assert tracker.delivery_stats()["retries"] == 3
 
 
-def test_429_honours_retry_after(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+def test_429_honours_retry_after(api: DevServer, tracker: ConversationTracker) -> None:
     api.inject(CannedResponse(429, b'{"detail": "slow down"}', retry_after="1"))
     started = time.monotonic()
     _one_turn(tracker)
@@ -39,12 +39,12 @@ def test_429_honours_retry_after(api: LocalAgentSightServer, tracker: Conversati
 
 
 def test_other_4xx_not_retried_and_logged_once(
-    api: LocalAgentSightServer, tracker: ConversationTracker, caplog: pytest.LogCaptureFixture
+    api: DevServer, tracker: ConversationTracker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    too_long = CannedResponse(400, b'{"content": ["This field is too long."]}')
+    too_long = CannedResponse(400, b'{"content": ["This field is too long."]}', path="/api/track/")
     caplog.set_level(logging.ERROR, logger="agentsight")
     for number in range(2):
-        api.inject(CannedResponse(201, b'{"id": 5}'), too_long)
+        api.inject(too_long)
         tracker.get_or_create_conversation(f"conv-4xx-{number}")
         tracker.track_question("refused")
         tracker.track_question("accepted")
@@ -66,12 +66,12 @@ def test_api_down_then_up(make_tracker) -> None:
     _one_turn(tracker, "conv-down", "sent while down")
     time.sleep(0.2)
     assert tracker.delivery_stats()["retries"] >= 1
-    with LocalAgentSightServer(port=port) as server:
+    with DevServer(port=port) as server:
         assert tracker.flush(10)["complete"]
         assert [b["content"] for b in bodies(server, "/api/track/")] == ["sent while down"]
 
 
-def test_server_slower_than_timeout_is_retried(api: LocalAgentSightServer, make_tracker) -> None:
+def test_server_slower_than_timeout_is_retried(api: DevServer, make_tracker) -> None:
     tracker = make_tracker(delivery=DeliverySettings(timeout=0.2, backoff_initial=0.01, backoff_max=0.05,
                                                      max_retry_time=10))
     api.inject(CannedResponse(201, b'{"id": 99}', delay=0.6))
@@ -81,7 +81,7 @@ def test_server_slower_than_timeout_is_retried(api: LocalAgentSightServer, make_
     assert bodies(api, "/api/track/")[0]["conversation"] == 1
 
 
-def test_malformed_json_reply_to_conversation_is_retried(api: LocalAgentSightServer, tracker: ConversationTracker,
+def test_malformed_json_reply_to_conversation_is_retried(api: DevServer, tracker: ConversationTracker,
                                                          caplog: pytest.LogCaptureFixture) -> None:
     api.inject(CannedResponse(201, b"<html>not json"), CannedResponse(200, b'{"no_id": true}'))
     _one_turn(tracker, "conv-malformed")
@@ -90,7 +90,7 @@ def test_malformed_json_reply_to_conversation_is_retried(api: LocalAgentSightSer
     assert bodies(api, "/api/track/")[0]["conversation"] == 1
 
 
-def test_gives_up_after_max_retry_time_and_counts(api: LocalAgentSightServer, make_tracker,
+def test_gives_up_after_max_retry_time_and_counts(api: DevServer, make_tracker,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     tracker = make_tracker(delivery=DeliverySettings(backoff_initial=0.01, backoff_max=0.02, max_retry_time=0.3))
     api.inject(*[CannedResponse(503)] * 200)
@@ -105,7 +105,7 @@ def test_gives_up_after_max_retry_time_and_counts(api: LocalAgentSightServer, ma
     assert any("delivery failing" in r.getMessage() for r in caplog.records)
 
 
-def test_full_queue_drops_whole_turns_counted_and_logged(api: LocalAgentSightServer, make_tracker,
+def test_full_queue_drops_whole_turns_counted_and_logged(api: DevServer, make_tracker,
                                                          caplog: pytest.LogCaptureFixture) -> None:
     api.latency = 0.05
     tracker = make_tracker(delivery=DeliverySettings(max_queue_size=6, max_concurrency=1))
@@ -120,7 +120,7 @@ def test_full_queue_drops_whole_turns_counted_and_logged(api: LocalAgentSightSer
     assert any("queue full" in r.getMessage() for r in caplog.records)
 
 
-def test_each_conversation_in_order_across_concurrent_delivery(api: LocalAgentSightServer, make_tracker) -> None:
+def test_each_conversation_in_order_across_concurrent_delivery(api: DevServer, make_tracker) -> None:
     api.latency = 0.002
     tracker = make_tracker(delivery=DeliverySettings(max_concurrency=4, backoff_initial=0.01))
     for turn in range(5):
@@ -136,7 +136,7 @@ def test_each_conversation_in_order_across_concurrent_delivery(api: LocalAgentSi
         assert mine == [f"{conversation}:{turn}" for turn in range(5)]
 
 
-def test_shutdown_drains_what_was_queued(api: LocalAgentSightServer) -> None:
+def test_shutdown_drains_what_was_queued(api: DevServer) -> None:
     api.latency = 0.01
     tracker = ConversationTracker(api_key=API_KEY, endpoint=api.url, delivery=QUICK_RETRIES)
     for number in range(20):

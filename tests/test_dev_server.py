@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from agentsight import ConversationTracker
-from agentsight.dev.server import DevServer
+from agentsight.dev import DevServer
 from tests.conftest import API_KEY, QUICK_RETRIES
 
 Call = Callable[..., tuple[int, Any]]
@@ -276,7 +276,8 @@ def test_stats_on_known_mix(call: Call) -> None:
     assert stats == {
         "initialized": 10, "used": 6, "interaction_rate": 60.0, "abandoned": 4,
         "buttons": {"contact_human_agent": {"Create ticket": 2, "Copy conversation": 1}},
-        "tokens": {"prompt_tokens": 200, "completion_tokens": 50, "total_tokens": 250, "embedding_tokens": 6},
+        "tokens": {"prompt_tokens": 200, "completion_tokens": 50, "total_tokens": 250, "embedding_tokens": 6,
+                   "cache_read_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0},
         "conversations": 10,
     }
     _, everything = call("GET", "/api/stats/")

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from agentsight.dev import CannedResponse, DevServer
 from agentsight.dev.store import ConversationFilter, DevStore
-from agentsight.local_server import CannedResponse, LocalAgentSightServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -152,7 +152,7 @@ def test_demo_without_once_serves_until_ctrl_c(tmp_path: Path) -> None:
 
 
 def test_demo_reports_a_busy_port() -> None:
-    with LocalAgentSightServer() as busy:
+    with DevServer() as busy:
         port = busy.url.rsplit(":", 1)[1]
         done = run_example("demo.py", "--once", "--port", port)
 
@@ -181,7 +181,7 @@ def test_quickstart_without_endpoint_uses_a_local_api_and_prints_deliveries() ->
 
 
 def test_quickstart_delivers_to_agentsight_api_endpoint() -> None:
-    with LocalAgentSightServer() as api:
+    with DevServer() as api:
         done = run_example("quickstart.py", env=clean_env(AGENTSIGHT_API_ENDPOINT=api.url, AGENTSIGHT_API_KEY=API_KEY))
         arrived = api.accepted()
 
@@ -194,7 +194,7 @@ def test_quickstart_delivers_to_agentsight_api_endpoint() -> None:
 
 
 def test_quickstart_exits_1_and_says_so_when_the_api_rejects() -> None:
-    with LocalAgentSightServer() as api:
+    with DevServer() as api:
         api.inject(CannedResponse(400, b'{"conversation_id": ["This field is required."]}'))
         done = run_example("quickstart.py", env=clean_env(AGENTSIGHT_API_ENDPOINT=api.url, AGENTSIGHT_API_KEY=API_KEY))
 
@@ -209,7 +209,7 @@ def test_widget_app_runs_under_uvicorn_as_documented() -> None:
     """``uvicorn examples.widget_fastapi:app`` from the repository root, configured from the environment."""
     listener = socket.create_server(("127.0.0.1", 0))
     app_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    with LocalAgentSightServer() as api:
+    with DevServer() as api:
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "examples.widget_fastapi:app", "--fd", str(listener.fileno())],
             cwd=ROOT, env=clean_env(AGENTSIGHT_API_ENDPOINT=api.url, AGENTSIGHT_API_KEY=API_KEY),

@@ -19,9 +19,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agentsight import ConversationTracker
+from agentsight.dev import DevServer
 from agentsight.dev.local_llm import ANTHROPIC_USAGE, REPLY_TEXT, TOOL_INPUT, FakeLLMServer
 from agentsight.instrumentation.anthropic import AnthropicInstrumentor
-from agentsight.local_server import LocalAgentSightServer
 from agentsight.spans.attribution import ModelCallAttribution
 from tests.conftest import bodies, instrumented
 
@@ -370,7 +370,7 @@ def test_suppressed_and_uninstrumented_calls_make_no_span(
 
 
 def test_calls_in_a_turn_count_in_it(
-    spans: InMemorySpanExporter, client: anthropic.Anthropic, fake: FakeLLMServer, api: LocalAgentSightServer,
+    spans: InMemorySpanExporter, client: anthropic.Anthropic, fake: FakeLLMServer, api: DevServer,
     tracker: ConversationTracker,
 ) -> None:
     turn_spans = InMemorySpanExporter()
@@ -409,7 +409,7 @@ def test_calls_in_a_turn_count_in_it(
 @pytest.mark.skipif("open_telemetry" not in inspect.signature(anthropic.Anthropic).parameters,
                     reason="this anthropic release has no spans of its own")
 def test_the_clients_own_span_is_not_counted_again(
-    spans: InMemorySpanExporter, fake: FakeLLMServer, run_async: RunAsync, api: LocalAgentSightServer,
+    spans: InMemorySpanExporter, fake: FakeLLMServer, run_async: RunAsync, api: DevServer,
     tracker: ConversationTracker,
 ) -> None:
     own_spans = InMemorySpanExporter()

@@ -19,11 +19,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agentsight import ConversationTracker
+from agentsight.dev import DevServer
 from agentsight.dev.local_llm import CHAT_USAGE, MISTRAL_USAGE, OLLAMA_USAGE, REPLY_TEXT, FakeLLMServer
 from agentsight.instrumentation.groq import GroqInstrumentor
 from agentsight.instrumentation.mistralai import MistralAIInstrumentor
 from agentsight.instrumentation.ollama import OllamaInstrumentor
-from agentsight.local_server import LocalAgentSightServer
 from tests.conftest import bodies, instrumented, run_script
 
 if TYPE_CHECKING:
@@ -411,7 +411,7 @@ def test_the_modules_load_without_the_libraries(tmp_path: Path) -> None:
 
 def test_a_turn_counts_the_calls_to_all_three(
     spans: InMemorySpanExporter, groq_client: groq.Groq, mistral_client: mistral.Mistral,
-    ollama_client: ollama.Client, api: LocalAgentSightServer, tracker: ConversationTracker,
+    ollama_client: ollama.Client, api: DevServer, tracker: ConversationTracker,
 ) -> None:
     tracker.get_or_create_conversation("conv-more")
     tracker.track_question("Where is my order?")

@@ -17,9 +17,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agentsight import ConversationTracker
+from agentsight.dev import DevServer
 from agentsight.dev.local_llm import FakeLLMServer
 from agentsight.instrumentation.openai import OpenAIInstrumentor
-from agentsight.local_server import LocalAgentSightServer
 from tests.conftest import API_KEY, bodies, instrumented, run_script
 
 MESSAGES = [{"role": "user", "content": "Where is my order?"}]
@@ -219,7 +219,7 @@ def test_no_state_left_per_call(
 
 
 def test_calls_in_a_turn_count_in_it(
-    spans: InMemorySpanExporter, client: openai.OpenAI, fake: FakeLLMServer, api: LocalAgentSightServer,
+    spans: InMemorySpanExporter, client: openai.OpenAI, fake: FakeLLMServer, api: DevServer,
     tracker: ConversationTracker,
 ) -> None:
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
@@ -253,7 +253,7 @@ def test_calls_in_a_turn_count_in_it(
 
 
 def test_other_instrumentations_count_once_and_nested_spans_not_again(
-    api: LocalAgentSightServer, fake: FakeLLMServer, tmp_path: Path
+    api: DevServer, fake: FakeLLMServer, tmp_path: Path
 ) -> None:
     result = run_script(tmp_path, """
     import json

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from agentsight.dev import DevServer
 from agentsight.dev.local_llm import FakeLLMServer
-from agentsight.local_server import LocalAgentSightServer
 from tests.conftest import API_KEY, bodies, run_script
 
 APP = """
@@ -24,7 +24,7 @@ tracker.send_tracked_data()
 """
 
 
-def _run(api: LocalAgentSightServer, fake: FakeLLMServer, tmp_path: Path, **env: str) -> None:
+def _run(api: DevServer, fake: FakeLLMServer, tmp_path: Path, **env: str) -> None:
     source = APP.replace("OPENAI_URL", repr(fake.openai_base_url)).replace("ANTHROPIC_URL",
                                                                            repr(fake.anthropic_base_url))
     instrument = str(Path(sys.executable).parent / "opentelemetry-instrument")
@@ -36,7 +36,7 @@ def _run(api: LocalAgentSightServer, fake: FakeLLMServer, tmp_path: Path, **env:
     assert result.returncode == 0, result.stderr
 
 
-def test_model_calls_count_in_the_turn(api: LocalAgentSightServer, fake: FakeLLMServer, tmp_path: Path) -> None:
+def test_model_calls_count_in_the_turn(api: DevServer, fake: FakeLLMServer, tmp_path: Path) -> None:
     _run(api, fake, tmp_path)
     actions = bodies(api, "/api/action_logs/")
     assert [a["action_name"] for a in actions] == [
@@ -46,7 +46,7 @@ def test_model_calls_count_in_the_turn(api: LocalAgentSightServer, fake: FakeLLM
 
 
 def test_a_disabled_instrumentation_is_not_loaded(
-    api: LocalAgentSightServer, fake: FakeLLMServer, tmp_path: Path
+    api: DevServer, fake: FakeLLMServer, tmp_path: Path
 ) -> None:
     _run(api, fake, tmp_path, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="agentsight_openai")
     actions = bodies(api, "/api/action_logs/")
@@ -54,7 +54,7 @@ def test_a_disabled_instrumentation_is_not_loaded(
 
 
 def test_auto_instrumentation_waits_for_the_app_to_import_the_client(
-    api: LocalAgentSightServer, fake: FakeLLMServer, tmp_path: Path
+    api: DevServer, fake: FakeLLMServer, tmp_path: Path
 ) -> None:
     source = """
 import sys

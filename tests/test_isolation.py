@@ -11,14 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from agentsight import ConversationTracker
+from agentsight.dev import DevServer
 from agentsight.exceptions import MissingConversationIdException
-from agentsight.local_server import LocalAgentSightServer
 from tests.conftest import bodies
 
 WORKERS = 32
 
 
-def _assert_unmixed(api: LocalAgentSightServer) -> None:
+def _assert_unmixed(api: DevServer) -> None:
     tracked = bodies(api, "/api/track/")
     assert len(tracked) == WORKERS * 2, "every message arrived"
     ids = {c["conversation_id"]: c["id"] for c in api.conversations.values()}
@@ -28,7 +28,7 @@ def _assert_unmixed(api: LocalAgentSightServer) -> None:
         assert body["conversation"] == ids[owner]
 
 
-def test_32_threads_with_think_time(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+def test_32_threads_with_think_time(api: DevServer, tracker: ConversationTracker) -> None:
     barrier = threading.Barrier(WORKERS)
 
     def handle(number: int) -> None:
@@ -50,7 +50,7 @@ def test_32_threads_with_think_time(api: LocalAgentSightServer, tracker: Convers
     _assert_unmixed(api)
 
 
-def test_32_asyncio_tasks_with_think_time(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+def test_32_asyncio_tasks_with_think_time(api: DevServer, tracker: ConversationTracker) -> None:
     async def handle(number: int) -> None:
         rng = random.Random(number)
         tracker.get_or_create_conversation(f"conv-{number}")
@@ -85,7 +85,7 @@ def test_nothing_leaks_to_the_next_request_on_a_reused_thread(tracker: Conversat
 
 
 def test_a_turn_abandoned_by_its_context_is_still_sent(
-    api: LocalAgentSightServer, tracker: ConversationTracker
+    api: DevServer, tracker: ConversationTracker
 ) -> None:
     def handler_that_raises() -> None:
         tracker.get_or_create_conversation("conv-abandoned")
@@ -99,7 +99,7 @@ def test_a_turn_abandoned_by_its_context_is_still_sent(
 
 
 def test_a_reused_thread_sends_the_turn_a_failed_request_left_open(
-    api: LocalAgentSightServer, tracker: ConversationTracker
+    api: DevServer, tracker: ConversationTracker
 ) -> None:
     def failed_request() -> None:
         tracker.get_or_create_conversation("conv-failed")
@@ -119,7 +119,7 @@ def test_a_reused_thread_sends_the_turn_a_failed_request_left_open(
 
 
 def test_a_task_opening_a_conversation_does_not_change_its_parents(
-    api: LocalAgentSightServer, tracker: ConversationTracker
+    api: DevServer, tracker: ConversationTracker
 ) -> None:
     async def child() -> None:
         tracker.get_or_create_conversation("conv-child")

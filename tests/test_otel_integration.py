@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agentsight.local_server import LocalAgentSightServer
+from agentsight.dev import DevServer
 from tests.conftest import API_KEY, bodies, run_script
 
 SEED_FLOW = """
@@ -60,7 +60,7 @@ def otlp() -> Iterator[_OtlpSink]:
     sink.server.server_close()
 
 
-def _env(api: LocalAgentSightServer, **extra: str) -> dict[str, str]:
+def _env(api: DevServer, **extra: str) -> dict[str, str]:
     return {"AGENTSIGHT_API_KEY": API_KEY, "AGENTSIGHT_API_ENDPOINT": api.url, "PYTHONPATH": str(Path.cwd()),
             **extra}
 
@@ -83,7 +83,7 @@ APP_PROVIDER = """
 
 @pytest.mark.parametrize("order", ["provider-first", "tracker-first"])
 def test_existing_provider_with_zero_sampler_and_own_exporter(
-    api: LocalAgentSightServer, tmp_path: Path, order: str
+    api: DevServer, tmp_path: Path, order: str
 ) -> None:
     setup = (
         "provider, memory = app_provider(); trace.set_tracer_provider(provider); tracker = ConversationTracker()"
@@ -123,7 +123,7 @@ def test_existing_provider_with_zero_sampler_and_own_exporter(
     assert {r.path for r in api.accepted()} == {"/api/conversations/", "/api/track/"}, "no app spans sent"
 
 
-def test_forwarding_off_keeps_turns_out_of_the_app_pipeline(api: LocalAgentSightServer, tmp_path: Path) -> None:
+def test_forwarding_off_keeps_turns_out_of_the_app_pipeline(api: DevServer, tmp_path: Path) -> None:
     result = run_script(tmp_path, APP_PROVIDER + """
     from agentsight import ConversationTracker
     provider, memory = app_provider()
@@ -138,7 +138,7 @@ def test_forwarding_off_keeps_turns_out_of_the_app_pipeline(api: LocalAgentSight
     assert [r.path for r in api.accepted()] == SEED_PATHS
 
 
-def test_exit_without_flush_delivers_everything(api: LocalAgentSightServer, tmp_path: Path) -> None:
+def test_exit_without_flush_delivers_everything(api: DevServer, tmp_path: Path) -> None:
     result = run_script(tmp_path, """
     from agentsight import ConversationTracker
     tracker = ConversationTracker()
@@ -152,7 +152,7 @@ def test_exit_without_flush_delivers_everything(api: LocalAgentSightServer, tmp_
         "tracked but send_tracked_data() never called"]
 
 
-def test_ready_instance_and_seed_imports(api: LocalAgentSightServer, tmp_path: Path) -> None:
+def test_ready_instance_and_seed_imports(api: DevServer, tmp_path: Path) -> None:
     result = run_script(tmp_path, """
     from agentsight import conversation_tracker as tracker
     from agentsight.helpers import generate_conversation_id
@@ -167,7 +167,7 @@ def test_ready_instance_and_seed_imports(api: LocalAgentSightServer, tmp_path: P
 
 
 def test_opentelemetry_instrument_delivers_exactly_once(
-    api: LocalAgentSightServer, otlp: _OtlpSink, tmp_path: Path
+    api: DevServer, otlp: _OtlpSink, tmp_path: Path
 ) -> None:
     instrument = str(Path(sys.executable).parent / "opentelemetry-instrument")
     result = run_script(tmp_path, """
@@ -184,7 +184,7 @@ def test_opentelemetry_instrument_delivers_exactly_once(
     assert b"agentsight.conversation" in exported and b"Hello, I need help" in exported
 
 
-def test_direct_export_off_sends_nothing_itself(api: LocalAgentSightServer, otlp: _OtlpSink, tmp_path: Path) -> None:
+def test_direct_export_off_sends_nothing_itself(api: DevServer, otlp: _OtlpSink, tmp_path: Path) -> None:
     instrument = str(Path(sys.executable).parent / "opentelemetry-instrument")
     result = run_script(tmp_path, """
     from agentsight import ConversationTracker
@@ -199,7 +199,7 @@ def test_direct_export_off_sends_nothing_itself(api: LocalAgentSightServer, otlp
     assert b"Hello, I need help" in b"".join(otlp.bodies), "the turn leaves through OTLP for the bridge"
 
 
-def test_exporter_added_to_existing_provider(api: LocalAgentSightServer, tmp_path: Path) -> None:
+def test_exporter_added_to_existing_provider(api: DevServer, tmp_path: Path) -> None:
     result = run_script(tmp_path, """
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
@@ -216,7 +216,7 @@ def test_exporter_added_to_existing_provider(api: LocalAgentSightServer, tmp_pat
     assert [r.path for r in api.accepted()] == SEED_PATHS, "delivered once, by the app's exporter"
 
 
-def test_tracking_still_works_with_the_otel_sdk_disabled(api: LocalAgentSightServer, tmp_path: Path) -> None:
+def test_tracking_still_works_with_the_otel_sdk_disabled(api: DevServer, tmp_path: Path) -> None:
     result = run_script(tmp_path, """
     from agentsight import ConversationTracker
     tracker = ConversationTracker()

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from agentsight import AgentSightSpanExporter, ConversationTracker
-from agentsight.local_server import CannedResponse, LocalAgentSightServer
+from agentsight.dev import CannedResponse, DevServer
 from tests.conftest import API_KEY, run_script
 
 SECRET_PART = API_KEY[4:36]
 
 
-def test_key_absent_from_every_log_line_and_span(api: LocalAgentSightServer, tmp_path: Path) -> None:
+def test_key_absent_from_every_log_line_and_span(api: DevServer, tmp_path: Path) -> None:
     api.inject(CannedResponse(401, b'{"detail": "Invalid API key."}'), CannedResponse(500), CannedResponse(429))
     result = run_script(tmp_path, """
     import logging
@@ -45,7 +45,7 @@ def test_key_absent_from_every_log_line_and_span(api: LocalAgentSightServer, tmp
     assert "f" * 31 not in output
 
 
-def test_key_absent_from_reprs(api: LocalAgentSightServer) -> None:
+def test_key_absent_from_reprs(api: DevServer) -> None:
     tracker = ConversationTracker(api_key=API_KEY, endpoint=api.url)
     exporter = AgentSightSpanExporter(api_key=API_KEY, endpoint=api.url)
     texts = [repr(tracker), repr(tracker.settings), str(tracker.settings), repr(exporter), repr(vars(tracker))]

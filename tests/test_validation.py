@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from agentsight import ConversationTracker
+from agentsight.dev import DevServer
 from agentsight.exceptions import (
     InvalidAnswerDataException,
     InvalidApiKeyException,
@@ -20,7 +21,6 @@ from agentsight.exceptions import (
     NoApiKeyException,
     NoDataToSendException,
 )
-from agentsight.local_server import LocalAgentSightServer
 from tests.conftest import API_KEY, bodies
 
 
@@ -74,7 +74,7 @@ def test_other_invalid_input(tracker: ConversationTracker) -> None:
         tracker.track_attachments([{"data": b"x"}], mode="zip")
 
 
-def test_bad_input_loses_nothing_else(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+def test_bad_input_loses_nothing_else(api: DevServer, tracker: ConversationTracker) -> None:
     tracker.get_or_create_conversation("conv-keep")
     tracker.track_question("kept 1")
     with pytest.raises(InvalidConversationDataException):
@@ -102,7 +102,7 @@ class _Point:
     y: int
 
 
-def test_metadata_of_every_kind_round_trips(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+def test_metadata_of_every_kind_round_trips(api: DevServer, tracker: ConversationTracker) -> None:
     metadata = {
         "when": datetime(2026, 11, 21, 4, 15, 41, 309809, tzinfo=timezone.utc),
         "day": date(2026, 11, 21),
@@ -130,7 +130,7 @@ def test_metadata_of_every_kind_round_trips(api: LocalAgentSightServer, tracker:
     assert bodies(api, "/api/track/")[0]["metadata"] == expected
 
 
-def test_large_unicode_and_none_fields(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+def test_large_unicode_and_none_fields(api: DevServer, tracker: ConversationTracker) -> None:
     big = "ä" * 1_000_000
     tracker.get_or_create_conversation("conv-ü 会話", customer_id=None, device=None, name="名前 ✓")
     tracker.track_question(big)

@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from agentsight import ConversationTracker
-from agentsight.local_server import LocalAgentSightServer
+from agentsight.dev import DevServer
 from tests.conftest import bodies
 
 
@@ -18,7 +18,7 @@ def _iso(text: str) -> datetime:
     return moment
 
 
-def test_seed_flow_arrives_in_wire_order(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+def test_seed_flow_arrives_in_wire_order(api: DevServer, tracker: ConversationTracker) -> None:
     tracker.initialize_conversation(
         conversation_id="conv-1", customer_id="user-7", customer_ip_address="203.0.113.9", device="desktop",
         source="web", language="en-US", metadata={"page_url": "https://example.test/help"},
@@ -60,7 +60,7 @@ def test_seed_flow_arrives_in_wire_order(api: LocalAgentSightServer, tracker: Co
     assert all(r.headers["content-type"] == "application/json" for r in api.accepted())
 
 
-def test_action_with_every_field(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+def test_action_with_every_field(api: DevServer, tracker: ConversationTracker) -> None:
     tracker.get_or_create_conversation("conv-a")
     tracker.track_action(
         "search_orders", started_at=datetime(2026, 1, 2, 3, 4, 5), ended_at="2026-01-02T03:04:06+00:00",
@@ -78,7 +78,7 @@ def test_action_with_every_field(api: LocalAgentSightServer, tracker: Conversati
     assert set(plain) == {"timestamp", "action_name", "conversation_id", "metadata", "conversation"}
 
 
-def test_attachments_base64_and_form_data(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+def test_attachments_base64_and_form_data(api: DevServer, tracker: ConversationTracker) -> None:
     encoded = base64.b64encode(b"%PDF-1.4 hello").decode()
     tracker.get_or_create_conversation("conv-files")
     tracker.track_attachments([{"filename": "a.pdf", "mime_type": "application/pdf", "data": encoded}],
@@ -98,7 +98,7 @@ def test_attachments_base64_and_form_data(api: LocalAgentSightServer, tracker: C
     assert as_form.files["attachment_1"] == ("attachment_1.bin", "application/octet-stream", b"no name")
 
 
-def test_human_and_agent_message_names(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+def test_human_and_agent_message_names(api: DevServer, tracker: ConversationTracker) -> None:
     tracker.get_or_create_conversation("conv-m")
     encoded = base64.b64encode(b"img").decode()
     tracker.track_human_message("hi", attachments=[{"filename": "i.png", "mime_type": "image/png", "data": encoded}])
@@ -111,7 +111,7 @@ def test_human_and_agent_message_names(api: LocalAgentSightServer, tracker: Conv
 
 
 def test_context_manager_sends_on_exit_and_on_exception(
-    api: LocalAgentSightServer, tracker: ConversationTracker
+    api: DevServer, tracker: ConversationTracker
 ) -> None:
     with tracker.conversation("conv-ok", customer_id="c1") as turn:
         assert turn.conversation_id == "conv-ok"
@@ -127,7 +127,7 @@ def test_context_manager_sends_on_exit_and_on_exception(
 
 
 def test_explicit_conversation_id_addresses_that_conversation(
-    api: LocalAgentSightServer, tracker: ConversationTracker
+    api: DevServer, tracker: ConversationTracker
 ) -> None:
     tracker.get_or_create_conversation("conv-main")
     tracker.track_question("to main")
@@ -144,7 +144,7 @@ def test_explicit_conversation_id_addresses_that_conversation(
     assert [b["content"] for b in bodies(api, "/api/track/")] == ["to main", "still main"]
 
 
-def test_token_usage_sums_per_turn(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+def test_token_usage_sums_per_turn(api: DevServer, tracker: ConversationTracker) -> None:
     tracker.get_or_create_conversation("conv-t")
     assert tracker.get_token_usage() == {}
     tracker.track_token_usage(10, 5, 15)
@@ -177,7 +177,7 @@ def test_summary_and_send_result_shapes(tracker: ConversationTracker) -> None:
     assert tracker.get_tracked_data_summary()["items"] == []
 
 
-def test_flush_returns_per_item_results(api: LocalAgentSightServer, tracker: ConversationTracker) -> None:
+def test_flush_returns_per_item_results(api: DevServer, tracker: ConversationTracker) -> None:
     tracker.get_or_create_conversation("conv-r")
     tracker.track_question("q")
     tracker.send_tracked_data()
@@ -190,7 +190,7 @@ def test_flush_returns_per_item_results(api: LocalAgentSightServer, tracker: Con
 
 
 def test_repeated_identical_conversation_post_is_skipped(
-    api: LocalAgentSightServer, tracker: ConversationTracker
+    api: DevServer, tracker: ConversationTracker
 ) -> None:
     for text in ("one", "two"):
         tracker.get_or_create_conversation("conv-same", customer_id="c")
@@ -202,7 +202,7 @@ def test_repeated_identical_conversation_post_is_skipped(
     assert tracker.delivery_stats()["conversation_posts_skipped"] == 1
 
 
-def test_environment_variable_overrides_environment(api: LocalAgentSightServer, make_tracker, monkeypatch) -> None:
+def test_environment_variable_overrides_environment(api: DevServer, make_tracker, monkeypatch) -> None:
     monkeypatch.setenv("AGENTSIGHT_ENVIRONMENT", "development")
     tracker = make_tracker()
     tracker.initialize_conversation("conv-env")
@@ -210,7 +210,7 @@ def test_environment_variable_overrides_environment(api: LocalAgentSightServer, 
     assert bodies(api, "/api/conversations/")[0]["environment"] == "development"
 
 
-def test_default_conversation_id_from_environment(api: LocalAgentSightServer, make_tracker, monkeypatch) -> None:
+def test_default_conversation_id_from_environment(api: DevServer, make_tracker, monkeypatch) -> None:
     monkeypatch.setenv("AGENTSIGHT_CONVERSATION_ID", "conv-from-env")
     tracker = make_tracker()
     tracker.track_question("no get_or_create needed")
@@ -220,7 +220,7 @@ def test_default_conversation_id_from_environment(api: LocalAgentSightServer, ma
 
 
 def test_reopening_the_current_conversation_continues_its_turn(
-    api: LocalAgentSightServer, tracker: ConversationTracker
+    api: DevServer, tracker: ConversationTracker
 ) -> None:
     tracker.get_or_create_conversation("conv-a", customer_id="c")
     tracker.track_question("a1")
@@ -236,7 +236,7 @@ def test_reopening_the_current_conversation_continues_its_turn(
 
 
 def test_switching_conversations_sends_the_turn_switched_from(
-    api: LocalAgentSightServer, tracker: ConversationTracker
+    api: DevServer, tracker: ConversationTracker
 ) -> None:
     tracker.get_or_create_conversation("conv-a")
     tracker.track_question("a1")

@@ -110,30 +110,38 @@ BRIDGE = Command(
 def _add_dev_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=_port, default=8321, help="port, 0 for any free port (default: %(default)s)")
-    parser.add_argument("--db", default="./agentsight-dev.db", metavar="PATH",
-                        help="SQLite database file, created on first start (default: %(default)s)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--db", default="./agentsight-dev.db", metavar="PATH",
+                       help="SQLite database file, created on first start (default: %(default)s)")
+    where.add_argument("--memory", action="store_true", help="keep everything in memory, nothing on disk")
 
 
 def _run_dev(args: argparse.Namespace) -> int:
-    from agentsight.dev.server import DevServer  # only this command needs it
-
-    server = DevServer(args.host, args.port, args.db)
+    try:  # only this command needs the dev extra
+        from agentsight.dev.server import DevServer
+    except ImportError as error:
+        print(f"agentsight dev: needs FastAPI and uvicorn ({error}); install them with "
+              "pip install 'agentsight-otel[dev]'", file=sys.stderr)
+        return EXIT_USAGE
+    db = None if args.memory else args.db
+    server = DevServer(args.host, args.port, db)
     stop = StopSignal.install()
     try:
         server.start()
     except OSError as error:
         print(f"agentsight dev: cannot listen: {error}", file=sys.stderr)
         return EXIT_FAILURE
-    print(f"AgentSight dev server on {server.url} (database {args.db}); "
+    print(f"AgentSight dev server on {server.url} ({'in memory' if db is None else f'database {db}'}); "
           f"point AGENTSIGHT_API_ENDPOINT at it, Ctrl-C to stop", flush=True)
     stop.wait()
     server.stop()
+    server.store.close()
     return EXIT_OK
 
 
 DEV = Command(
     "dev",
-    "run a local AgentSight-compatible API with a dashboard, storing what arrives in SQLite",
+    "run a local AgentSight-compatible API with a dashboard, storing what arrives in SQLite (or in memory)",
     _add_dev_arguments,
     _run_dev,
 )

@@ -1,324 +1,231 @@
-"""The ``agentsight dev`` HTTP server: the WIRE.md ingestion API persisted in SQLite, reads, stats and a dashboard.
+"""``agentsight dev`` served by uvicorn in a background thread, with a record of requests and fault injection.
 
-Ingestion paths, bodies and answers are those of the AgentSight API (WIRE.md); every ``/api/`` request
-(reads too) needs ``Authorization: Api-Key <key>`` with a well-formed key. ``GET /`` serves
-``dashboard.html`` from this package and ``GET /health`` answers 200, both without a key.
+:class:`DevServer` runs the FastAPI application of :mod:`agentsight.dev.app` over a
+:class:`~agentsight.dev.store.DevStore` (in memory, or a SQLite file kept across restarts). For tests and
+benchmarks it records every ``/api/`` request (:attr:`DevServer.requests`), adds latency to each (an
+``asyncio`` sleep, so concurrent requests overlap as they would across a WAN) and answers canned responses
+instead of the normal ones (:meth:`DevServer.inject`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import re
+import asyncio
+import socket
 import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
 
-from agentsight.config import API_KEY_PATTERN, ENVIRONMENTS
-from agentsight.dev.store import ConversationFilter, DevStore, UnknownConversationError, utc_iso
-from agentsight.export.payloads import PATHS
-from agentsight.local_server import REQUIRED_FIELDS, _parse_body
-from agentsight.serving import serve_in_background, stop_serving, write_response
+import uvicorn
+from fastapi import Request, Response
 
-DASHBOARD = Path(__file__).with_name("dashboard.html")
-PLACEHOLDER = b"<!doctype html><title>AgentSight dev</title><p>AgentSight dev server: dashboard.html is missing.</p>"
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
+from agentsight.dev.app import RECEIVED, create_app
+from agentsight.dev.rest import Files
+from agentsight.dev.store import DevStore
 
-ITEM_KINDS = {
-    PATHS["question"]: "message",
-    PATHS["action"]: "action",
-    PATHS["button"]: "button",
-    PATHS["attachments"]: "attachments",
-}
-"""Item path → the store's item kind."""
-
-ITEM_FIELDS = {
-    "message": ("content", "sender"),
-    "action": ("action_name", "started_at", "ended_at", "duration_ms", "tools_used", "response", "error_msg"),
-    "button": ("button_event", "label", "value"),
-    "attachments": ("sender", "mode"),
-}
-"""Body fields kept for each item kind (besides ``conversation_id`` and ``metadata``)."""
-
-CHOICES = {
-    "environment": ENVIRONMENTS,
-    "sender": ("end_user", "agent"),
-    "mode": ("base64", "form_data"),
-}
-
-_DETAIL_PATH = re.compile(r"^/api/conversations/(\d+)/$")
-_REQUIRED = "This field is required."
-_NOT_FOUND = {"detail": "Not found."}
+SHUTDOWN_TIMEOUT = 5.0
+"""Seconds :meth:`DevServer.stop` lets requests in flight finish."""
+_POLL = 0.005
 
 
-class ApiError(Exception):
-    """An answer other than success: ``status`` and its DRF-style JSON body."""
+@dataclass
+class ReceivedRequest:
+    """One ``/api/`` request as it arrived: path (without query), headers (lower-case names), the JSON body
+    (for ``/api/ingest/`` the inflated document) or the multipart fields and files, and the answer's status."""
 
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(status, body)
-        self.status = status
-        self.body = body
-
-
-def _field_error(name: str, message: str) -> ApiError:
-    return ApiError(400, {name: [message]})
-
-
-# Validation of posted bodies ---------------------------------------------------------------------
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    files: Files = field(default_factory=dict)
+    status: int = 0
+    method: str = "POST"
 
 
-def _validated(path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` checked the way the API does (required fields, choices, types), with normalized values."""
-    missing = {name: [_REQUIRED] for name in REQUIRED_FIELDS[path] if body.get(name) in (None, "")}
-    if missing:
-        raise ApiError(400, missing)
-    clean = dict(body)
-    for name, allowed in CHOICES.items():
-        value = clean.get(name)
-        if value is not None and value not in allowed:
-            raise _field_error(name, f'"{value}" is not a valid choice.')
-    if clean.get("timestamp") not in (None, ""):
-        try:
-            utc_iso(str(clean["timestamp"]))
-        except ValueError:
-            raise _field_error("timestamp", "Datetime has wrong format. Use one of these formats instead: "
-                                            "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].") from None
-    else:
-        clean["timestamp"] = None
-    clean["metadata"] = _json_field(clean, "metadata")
-    if "is_used" in clean:
-        clean["is_used"] = _boolean(clean["is_used"])
-    if path != PATHS["conversation"]:
-        clean["conversation"] = _primary_key(clean["conversation"])
-    return clean
+@dataclass
+class CannedResponse:
+    """An answer to give instead of the normal one (to a request to ``path`` only, when given)."""
+
+    status: int
+    body: bytes = b'{"detail": "injected error"}'
+    retry_after: str | None = None
+    delay: float = 0.0
+    path: str | None = None
 
 
-def _json_field(body: dict[str, Any], name: str) -> dict[str, Any] | None:
-    """A JSON-object field that may arrive as JSON text (multipart form fields)."""
-    value = body.get(name)
-    if isinstance(value, str):
-        try:
-            value = json.loads(value) if value.strip() else None
-        except ValueError:
-            raise _field_error(name, "Value must be valid JSON.") from None
-    if value is not None and not isinstance(value, dict):
-        raise _field_error(name, "Expected a dictionary of items.")
-    return value
+class _Uvicorn(uvicorn.Server):
+    """uvicorn that starts and stops in milliseconds: woken at once to stop, polling briefly while draining."""
 
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-def _boolean(value: Any) -> bool:
-    if isinstance(value, bool) or value is None:
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", ""):
-        return False
-    raise _field_error("is_used", "Must be a valid boolean.")
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+        self.ready.set()
 
-
-def _primary_key(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
-        raise _field_error("conversation", f"Incorrect type. Expected pk value, received {type(value).__name__}.")
-    return int(value)
-
-
-def _attachment_files(body: dict[str, Any], files: dict[str, tuple[str, str, bytes]]) -> list[dict[str, Any]]:
-    """``{filename, mime_type, size}`` of each attachment, from multipart files or the base64 list."""
-    if body["mode"] == "form_data":
-        return [{"filename": name, "mime_type": mime, "size": len(data)} for name, mime, data in files.values()]
-    attachments = body.get("attachments")
-    if not isinstance(attachments, list) or not attachments:
-        raise _field_error("attachments", _REQUIRED)
-    described = []
-    for attachment in attachments:
-        if not isinstance(attachment, dict) or not isinstance(attachment.get("data"), str):
-            raise _field_error("attachments", "Each attachment needs filename, mime_type and base64 data.")
-        try:
-            size = len(base64.b64decode(attachment["data"], validate=True))
-        except (binascii.Error, ValueError):
-            raise _field_error("attachments", "Invalid base64 data.") from None
-        described.append({"filename": attachment.get("filename"), "mime_type": attachment.get("mime_type"),
-                          "size": size})
-    return described
-
-
-# The application -----------------------------------------------------------------------------------
-
-
-class DevApp:
-    """Request handling over a :class:`DevStore`, independent of the HTTP plumbing."""
-
-    def __init__(self, store: DevStore) -> None:
-        self.store = store
-
-    def post(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any]:
-        """Answer a POST: ``(status, JSON body)``."""
-        self._authorize(headers)
-        if path != PATHS["conversation"] and path not in ITEM_KINDS:
-            raise ApiError(404 if not _DETAIL_PATH.match(path) else 405, _NOT_FOUND)
-        try:
-            body, files = _parse_body(headers.get("content-type", ""), raw)
-        except ValueError as error:
-            raise ApiError(400, {"detail": f"JSON parse error - {error}"}) from None
-        clean = _validated(path, body)
-        if path == PATHS["conversation"]:
-            conversation = self.store.upsert_conversation(clean)
-            return 201, conversation
-        kind = ITEM_KINDS[path]
-        stored = {name: clean.get(name) for name in ("conversation_id", *ITEM_FIELDS[kind])}
-        stored["metadata"] = clean["metadata"] or {}
-        if kind == "attachments":
-            stored["files"] = _attachment_files(clean, files)
-        try:
-            item_id = self.store.add_item(kind, clean["conversation"], clean["timestamp"], stored)
-        except UnknownConversationError:
-            raise _field_error("conversation", f'Invalid pk "{clean["conversation"]}" - object does not exist.') \
-                from None
-        return 201, {"id": item_id, "conversation": clean["conversation"], **stored}
-
-    def get(self, target: str, headers: dict[str, str]) -> tuple[int, Any]:
-        """Answer a GET of an ``/api/`` path: ``(status, JSON body)``."""
-        self._authorize(headers)
-        url = urlsplit(target)
-        query = {name: values[-1] for name, values in parse_qs(url.query).items()}
-        if url.path == PATHS["conversation"]:
-            return 200, self._conversation_page(url.path, query, headers.get("host", "localhost"))
-        match = _DETAIL_PATH.match(url.path)
-        if match:
-            conversation = self.store.get_conversation(int(match.group(1)))
-            if conversation is None:
-                raise ApiError(404, _NOT_FOUND)
-            return 200, conversation
-        if url.path == "/api/stats/":
-            return 200, self.store.stats(query.get("environment") or None)
-        if url.path in ITEM_KINDS:
-            raise ApiError(405, {"detail": 'Method "GET" not allowed.'})
-        raise ApiError(404, _NOT_FOUND)
-
-    def _conversation_page(self, path: str, query: dict[str, str], host: str) -> dict[str, Any]:
-        try:
-            page = int(query.get("page", "1"))
-            size = min(int(query.get("page_size", str(DEFAULT_PAGE_SIZE))), MAX_PAGE_SIZE)
-        except ValueError:
-            raise ApiError(404, {"detail": "Invalid page."}) from None
-        if page < 1 or size < 1:
-            raise ApiError(404, {"detail": "Invalid page."})
-        used = query.get("is_used")
-        filters = ConversationFilter(
-            conversation_id=query.get("conversation_id") or None,
-            environment=query.get("environment") or None,
-            is_used=None if used in (None, "") else _boolean(used),
-        )
-        count, results = self.store.list_conversations(filters, (page - 1) * size, size)
-        if page > 1 and not results:
-            raise ApiError(404, {"detail": "Invalid page."})
-
-        def link(number: int) -> str:
-            return f"http://{host}{path}?{urlencode({**query, 'page': number, 'page_size': size})}"
-
-        return {
-            "count": count,
-            "next": link(page + 1) if page * size < count else None,
-            "previous": link(page - 1) if page > 1 else None,
-            "results": results,
-        }
-
-    @staticmethod
-    def _authorize(headers: dict[str, str]) -> None:
-        auth = headers.get("authorization", "")
-        if not auth:
-            raise ApiError(401, {"detail": "Authentication credentials were not provided."})
-        if not auth.startswith("Api-Key ") or not API_KEY_PATTERN.match(auth[len("Api-Key "):].strip()):
-            raise ApiError(401, {"detail": "Invalid API key."})
-
-
-def _handler_for(app: DevApp) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go in two writes: avoid the delayed-ACK stall
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            path = urlsplit(self.path).path
-            if path in ("/", "/index.html"):
-                page = DASHBOARD.read_bytes() if DASHBOARD.is_file() else PLACEHOLDER
-                self._send(200, page, "text/html; charset=utf-8")
-            elif path == "/health":
-                self._send(200, b'{"status": "ok"}', "application/json")
-            else:
-                self._answer(lambda: app.get(self.path, self._headers()))
-
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self._answer(lambda: app.post(urlsplit(self.path).path, self._headers(), raw))
-
-        def _headers(self) -> dict[str, str]:
-            return {key.lower(): value for key, value in self.headers.items()}
-
-        def _answer(self, handle: Callable[[], tuple[int, Any]]) -> None:
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
             try:
-                status, body = handle()
-            except ApiError as error:
-                status, body = error.status, error.body
-            self._send(status, json.dumps(body, ensure_ascii=False).encode("utf-8"), "application/json")
+                await asyncio.wait_for(self._wake.wait(), 0.1)
+            except asyncio.TimeoutError:
+                pass
 
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            write_response(self, status, body, content_type, {"Cache-Control": "no-store"})
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_TIMEOUT
+        while (self.server_state.connections or self.server_state.tasks) and loop.time() < deadline:
+            await asyncio.sleep(_POLL)
+        for task in self.server_state.tasks:
+            task.cancel()
+        for server in self.servers:
+            await server.wait_closed()
 
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: no line per request."""
+    def request_stop(self) -> None:
+        """Ask the serving thread to stop (thread-safe)."""
+        self.should_exit = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
 
-    return Handler
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket. Its protocol is named so asyncio turns Nagle off on each connection:
+    a response's head and body go in two writes, and Nagle with the client's delayed ACK stalls 40 ms."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
+                             socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(socket.SOMAXCONN)
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 class DevServer:
-    """The dev API on ``host:port`` (0: a free port) storing into ``db_path``; ``start()``/``stop()`` or ``with``."""
+    """The ``agentsight dev`` API on ``host:port`` (0: a free port); ``start()``/``stop()`` or ``with``.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8321, db_path: str | Path = "agentsight-dev.db") -> None:
+    ``db``: a SQLite file (created on first start, kept across restarts) or ``None`` for an in-memory store.
+    ``latency`` seconds are added to every ``/api/`` request; ``record=False`` keeps only the method, path
+    and status of each request (benchmarks); ``capabilities`` and ``role`` are what ``GET /api/me/`` answers.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, db: str | Path | None = None, latency: float = 0.0,
+                 record: bool = True, capabilities: Sequence[str] = ("gzip-ingest",), role: str = "write") -> None:
         self.host = host
         self.port = port
-        self.db_path = Path(db_path)
-        self.store: DevStore | None = None
-        self._server: ThreadingHTTPServer | None = None
+        self.latency = latency
+        self.record = record
+        self.store = DevStore(db)
+        self.requests: list[ReceivedRequest] = []
+        self.max_in_flight = 0
+        """The most ``/api/`` requests ever served at once."""
+        self._in_flight = 0
+        self._canned: deque[CannedResponse] = deque()
+        self._lock = threading.Condition()
+        self._app = create_app(self.store, role=role, capabilities=capabilities)
+        self._app.middleware("http")(self._record)
+        self._uvicorn: _Uvicorn | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         """Base URL (``http://host:port``), usable as ``AGENTSIGHT_API_ENDPOINT``; needs :meth:`start`."""
-        if self._server is None:
+        if self._uvicorn is None:
             raise RuntimeError("the dev server is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def conversations(self) -> dict[str, dict[str, Any]]:
+        """Every stored conversation (``id``, ``is_used`` and its fields) by ``conversation_id``."""
+        return {conversation["conversation_id"]: conversation for conversation in self.store.all_conversations()}
 
     def start(self) -> DevServer:
-        """Open the database and serve in a background thread."""
-        self.store = DevStore(self.db_path)
-        try:
-            self._server = ThreadingHTTPServer((self.host, self.port), _handler_for(DevApp(self.store)))
-        except OSError:
-            self.store.close()
-            raise
-        self._server.daemon_threads = True
-        self._thread = serve_in_background(self._server, "agentsight-dev")
+        """Listen (``OSError`` when the port is taken) and serve in a background thread; returns once serving."""
+        listener = _listen(self.host, self.port)
+        self.port = int(listener.getsockname()[1])
+        config = uvicorn.Config(self._app, lifespan="off", log_level="warning", access_log=False,
+                                timeout_keep_alive=60)
+        server = _Uvicorn(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="agentsight-dev",
+                                  daemon=True)
+        thread.start()
+        while not server.ready.wait(_POLL):
+            if not thread.is_alive():
+                listener.close()
+                raise RuntimeError("the dev server did not start")
+        self._uvicorn, self._thread = server, thread
         return self
 
     def stop(self) -> None:
-        """Stop serving, close the socket and the database."""
-        if self._server is not None:
-            stop_serving(self._server, self._thread)
-            self._server = None
-            self._thread = None
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+        """Stop serving: the port is closed when this returns (the store stays readable)."""
+        if self._uvicorn is None or self._thread is None:
+            return
+        self._uvicorn.request_stop()
+        self._thread.join()
+        self._uvicorn = self._thread = None
 
     def __enter__(self) -> DevServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    def inject(self, *responses: CannedResponse) -> None:
+        """Answer the next requests (to each response's ``path``, or any) with these responses, in order."""
+        with self._lock:
+            self._canned.extend(responses)
+
+    def accepted(self, path: str | None = None) -> list[ReceivedRequest]:
+        """Requests answered 200 or 201, optionally only those to ``path``."""
+        with self._lock:
+            return [r for r in self.requests if r.status in (200, 201) and (path is None or r.path == path)]
+
+    def wait_for(self, count: int, timeout: float = 10.0, path: str | None = None) -> list[ReceivedRequest]:
+        """Wait until ``count`` requests (to ``path``) were accepted, or ``timeout``; returns :meth:`accepted`."""
+        with self._lock:
+            self._lock.wait_for(lambda: len(self.accepted(path)) >= count, timeout)
+        return self.accepted(path)
+
+    async def _record(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        path = request.url.path
+        if not path.startswith("/api/"):
+            return await call_next(request)
+        headers = {name.lower(): value for name, value in request.headers.items()} if self.record else {}
+        entry = ReceivedRequest(path, headers, {}, method=request.method)
+        with self._lock:
+            self.requests.append(entry)
+            canned = next((answer for answer in self._canned if answer.path in (None, path)), None)
+            if canned is not None:
+                self._canned.remove(canned)
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            if canned is None:
+                response = await call_next(request)
+            else:
+                await asyncio.sleep(canned.delay)
+                extra = {"Retry-After": canned.retry_after} if canned.retry_after else {}
+                response = Response(canned.body, canned.status, extra, media_type="application/json")
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+        with self._lock:
+            entry.status = response.status_code
+            if self.record:
+                entry.body, entry.files = getattr(request.state, RECEIVED, ({}, {}))
+            self._lock.notify_all()
+        return response

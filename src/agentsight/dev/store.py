@@ -1,9 +1,12 @@
 """SQLite storage of ``agentsight dev``: conversations and their items (messages, buttons, actions, attachments).
 
-One connection shared by the server's threads behind a lock, in WAL mode; the conversation get-or-create
-runs in a ``BEGIN IMMEDIATE`` transaction so concurrent posts of one ``conversation_id`` (also from another
-process on the same file) get one row. Items are kept in one ``items`` table: a ``kind`` column, the event
-time and the kind's fields as JSON.
+A file (kept across restarts) or an in-memory database. One connection shared by the server's threads
+behind a lock, in WAL mode; every write runs in a ``BEGIN IMMEDIATE`` transaction (:meth:`DevStore.write`)
+so concurrent posts of one ``conversation_id`` (also from another process on the same file) get one row
+and an ingest request is stored whole or not at all. Items are kept in one ``items`` table: a ``kind``
+column, the event time and the kind's fields as JSON. Token counts go to ``usage`` (one row per
+``token_usage`` action or model call); ``spans`` remembers every ingested span so a retried batch is
+stored once.
 """
 
 from __future__ import annotations
@@ -23,10 +26,14 @@ CONVERSATION_FIELDS = (
 )
 """Text fields of a conversation as posted; a later post's null leaves the stored value."""
 
-KINDS = ("message", "button", "action", "attachments")
-"""Kinds of item rows; ``timeline`` entries carry them as ``kind``."""
+KINDS = ("message", "button", "action", "attachments", "archived")
+"""Kinds of item rows; ``timeline`` entries carry them as ``kind`` (``archived`` ones stay out of it)."""
 
-TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "embedding_tokens")
+TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "embedding_tokens", "cache_read_tokens",
+              "cache_write_tokens", "reasoning_tokens")
+"""Token categories summed by :meth:`DevStore.stats` and per conversation (prompt = input, completion = output)."""
+
+MEMORY = ":memory:"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -56,6 +63,24 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_conversation ON items (conversation, timestamp, id);
 CREATE INDEX IF NOT EXISTS items_kind ON items (kind);
+CREATE TABLE IF NOT EXISTS usage (
+    item INTEGER PRIMARY KEY REFERENCES items (id) ON DELETE CASCADE,
+    conversation INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    total_tokens INTEGER NOT NULL DEFAULT 0,
+    embedding_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS usage_conversation ON usage (conversation);
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    conversation INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    PRIMARY KEY (trace_id, span_id)
+);
 """
 
 
@@ -87,7 +112,7 @@ def utc_iso(value: str | datetime | None = None) -> str:
     """``value`` (ISO 8601 text or a datetime; now when ``None``) as UTC ISO 8601 with microseconds.
 
     Naive times are taken as UTC. The fixed form sorts lexicographically in time order.
-    Raises ``ValueError`` for text that is not ISO 8601.
+    Raises ``ValueError`` for text that is not ISO 8601 or a time UTC cannot hold.
     """
     if value is None:
         moment = datetime.now(timezone.utc)
@@ -97,14 +122,85 @@ def utc_iso(value: str | datetime | None = None) -> str:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    try:
+        return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    except OverflowError:
+        raise ValueError(f"{value} is out of range in UTC") from None
+
+
+class StoreWriter:
+    """Writes inside one transaction of a :class:`DevStore` (see :meth:`DevStore.write`)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self.now = utc_iso()
+
+    def upsert_conversation(self, body: Mapping[str, Any], *, initialized: bool, used: bool,
+                            created: str | None = None) -> int:
+        """Get-or-create the conversation of ``body["conversation_id"]`` and merge ``body`` into it.
+
+        Non-null fields overwrite, nulls keep what is stored (``metadata`` is replaced when given);
+        ``initialized`` and ``is_used`` only ever turn true. ``created`` (default: now) dates a new row.
+        Returns the server id.
+        """
+        given = {name: body.get(name) for name in CONVERSATION_FIELDS if body.get(name) is not None}
+        if body.get("metadata") is not None:
+            given["metadata"] = json.dumps(body["metadata"], ensure_ascii=False)
+        row = self._db.execute("SELECT id FROM conversations WHERE conversation_id = ?",
+                               (given["conversation_id"],)).fetchone()
+        if row is None:
+            columns = [*given, "initialized", "is_used", "created_at", "updated_at"]
+            values = [*given.values(), int(initialized), int(used), created or self.now, self.now]
+            cursor = self._db.execute(
+                f"INSERT INTO conversations ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
+            return int(cursor.lastrowid or 0)
+        server_id = int(row["id"])
+        changed = {name: value for name, value in given.items() if name != "conversation_id"}
+        self._db.execute(
+            f"UPDATE conversations SET {''.join(f'{name} = ?, ' for name in changed)}"
+            "initialized = MAX(initialized, ?), is_used = MAX(is_used, ?), updated_at = ? WHERE id = ?",
+            [*changed.values(), int(initialized), int(used), self.now, server_id],
+        )
+        return server_id
+
+    def add_item(self, kind: str, conversation: int, timestamp: str | None, body: Mapping[str, Any],
+                 usage: Mapping[str, int] | None = None) -> int:
+        """Store an item of ``kind`` under the conversation with server id ``conversation``; returns its id.
+
+        ``usage`` (token counts by :data:`TOKEN_KEYS`) is counted in the token totals.
+        Raises :class:`UnknownConversationError` when there is no such conversation.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown item kind {kind!r}")
+        if self._db.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation,)).fetchone() is None:
+            raise UnknownConversationError(conversation)
+        cursor = self._db.execute(
+            "INSERT INTO items (conversation, kind, timestamp, created_at, body) VALUES (?, ?, ?, ?, ?)",
+            (conversation, kind, utc_iso(timestamp) if timestamp else self.now, self.now,
+             json.dumps(dict(body), ensure_ascii=False)),
+        )
+        item = int(cursor.lastrowid or 0)
+        if usage is not None:
+            self._db.execute(
+                f"INSERT INTO usage (item, conversation, {', '.join(TOKEN_KEYS)}) "
+                f"VALUES (?, ?{', ?' * len(TOKEN_KEYS)})",
+                [item, conversation, *(int(usage.get(key) or 0) for key in TOKEN_KEYS)],
+            )
+        self._db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (self.now, conversation))
+        return item
+
+    def claim_span(self, conversation: int, trace_id: str, span_id: str) -> bool:
+        """Remember an ingested span; ``False`` when it was stored before (a retried batch)."""
+        cursor = self._db.execute("INSERT OR IGNORE INTO spans (trace_id, span_id, conversation) VALUES (?, ?, ?)",
+                                  (trace_id.lower(), span_id.lower(), conversation))
+        return cursor.rowcount == 1
 
 
 class DevStore:
-    """The dev server's SQLite database at ``path`` (created with its schema on first open)."""
+    """The dev server's SQLite database at ``path`` (created with its schema on first open); ``None``: in memory."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = MEMORY if path is None else str(path)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
         self._db.row_factory = sqlite3.Row
@@ -120,12 +216,12 @@ class DevStore:
             self._db.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taking the database's write lock at once (``BEGIN IMMEDIATE``)."""
+    def write(self) -> Iterator[StoreWriter]:
+        """A write transaction taking the database's write lock at once (``BEGIN IMMEDIATE``): all or nothing."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                yield StoreWriter(self._db)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -135,61 +231,25 @@ class DevStore:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
-    # Writes ------------------------------------------------------------------------------------
+    # Writes of one REST payload ------------------------------------------------------------------
 
     def upsert_conversation(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Get-or-create the conversation of ``body["conversation_id"]`` and merge ``body`` into it.
+        """Get-or-create a posted conversation (see :meth:`StoreWriter.upsert_conversation`); returns it.
 
-        Non-null fields overwrite, nulls keep what is stored; ``is_used`` only ever turns true;
-        a post with a false ``is_used`` marks the conversation ``initialized``. Returns it (no items).
+        A post with a true ``is_used`` marks it used, one with a false ``is_used`` marks it ``initialized``;
+        its ``timestamp`` dates a new conversation.
         """
-        now = utc_iso()
-        given = {name: body.get(name) for name in CONVERSATION_FIELDS if body.get(name) is not None}
-        metadata = body.get("metadata")
-        if metadata is not None:
-            given["metadata"] = json.dumps(metadata, ensure_ascii=False)
         used = bool(body.get("is_used"))
-        created = utc_iso(body["timestamp"]) if body.get("timestamp") else now
-        with self._transaction() as db:
-            row = db.execute("SELECT id FROM conversations WHERE conversation_id = ?",
-                             (given["conversation_id"],)).fetchone()
-            if row is None:
-                columns = [*given, "initialized", "is_used", "created_at", "updated_at"]
-                values = [*given.values(), int(not used), int(used), created, now]
-                cursor = db.execute(
-                    f"INSERT INTO conversations ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                    values,
-                )
-                server_id = int(cursor.lastrowid or 0)
-            else:
-                server_id = int(row["id"])
-                assignments = [f"{name} = ?" for name in given if name != "conversation_id"]
-                values = [value for name, value in given.items() if name != "conversation_id"]
-                db.execute(
-                    f"UPDATE conversations SET {''.join(a + ', ' for a in assignments)}"
-                    "initialized = MAX(initialized, ?), is_used = MAX(is_used, ?), updated_at = ? WHERE id = ?",
-                    [*values, int(not used), int(used), now, server_id],
-                )
+        created = utc_iso(body["timestamp"]) if body.get("timestamp") else None
+        with self.write() as writer:
+            server_id = writer.upsert_conversation(body, initialized=not used, used=used, created=created)
         return self._conversations(" WHERE c.id = ?", [server_id], "", [])[0]
 
-    def add_item(self, kind: str, conversation: int, timestamp: str | None, body: Mapping[str, Any]) -> int:
-        """Store an item of ``kind`` under the conversation with server id ``conversation``; returns its id.
-
-        Raises :class:`UnknownConversationError` when there is no such conversation.
-        """
-        if kind not in KINDS:
-            raise ValueError(f"unknown item kind {kind!r}")
-        now = utc_iso()
-        with self._transaction() as db:
-            if db.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation,)).fetchone() is None:
-                raise UnknownConversationError(conversation)
-            cursor = db.execute(
-                "INSERT INTO items (conversation, kind, timestamp, created_at, body) VALUES (?, ?, ?, ?, ?)",
-                (conversation, kind, utc_iso(timestamp) if timestamp else now, now,
-                 json.dumps(dict(body), ensure_ascii=False)),
-            )
-            db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation))
-            return int(cursor.lastrowid or 0)
+    def add_item(self, kind: str, conversation: int, timestamp: str | None, body: Mapping[str, Any],
+                 usage: Mapping[str, int] | None = None) -> int:
+        """Store one item (see :meth:`StoreWriter.add_item`); returns its id."""
+        with self.write() as writer:
+            return writer.add_item(kind, conversation, timestamp, body, usage)
 
     # Reads -------------------------------------------------------------------------------------
 
@@ -210,14 +270,26 @@ class DevStore:
             conversation["messages"] = messages[conversation["id"]]
         return count, page
 
+    def find_conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        """The conversation (no items) with this client ``conversation_id``; ``None`` if absent."""
+        found = self._conversations(" WHERE c.conversation_id = ?", [conversation_id], "", [])
+        return found[0] if found else None
+
+    def all_conversations(self) -> list[dict[str, Any]]:
+        """Every conversation (no items), in creation order."""
+        return self._conversations("", [], " ORDER BY c.id", [])
+
     def get_conversation(self, server_id: int) -> dict[str, Any] | None:
         """One conversation with its ``messages``, ``buttons`` (with ``siblings``), ``actions``,
-        ``attachments`` and ``timeline`` (all of them in time order, each with ``kind``); ``None`` if absent."""
+        ``attachments`` (uploaded files), ``timeline`` (all of them and attachment descriptors, in time order,
+        each with ``kind``), ``archived`` (incomplete turns, unknown spans) and ``tokens`` (its token totals);
+        ``None`` if absent."""
         found = self._conversations(" WHERE c.id = ?", [server_id], "", [])
         if not found:
             return None
         conversation = found[0]
-        timeline = self._items("conversation = ?", [server_id])
+        items = self._items("conversation = ?", [server_id])
+        timeline = [item for item in items if item["kind"] != "archived"]
         events = {item["button_event"] for item in timeline if item["kind"] == "button"}
         labels = self._labels_by_event(sorted(events))
         for item in timeline:
@@ -228,9 +300,12 @@ class DevStore:
         conversation["actions"] = [item for item in timeline if item["kind"] == "action"]
         conversation["attachments"] = [
             {**file, "sender": item.get("sender"), "timestamp": item["timestamp"], "item": item["id"]}
-            for item in timeline if item["kind"] == "attachments" for file in item.get("files", ())
+            for item in timeline if item["kind"] == "attachments" and not item.get("descriptor")
+            for file in item.get("files", ())
         ]
         conversation["timeline"] = timeline
+        conversation["archived"] = [item for item in items if item["kind"] == "archived"]
+        conversation["tokens"] = self._token_sums("u.conversation = ?", [server_id])
         return conversation
 
     def stats(self, environment: str | None = None) -> dict[str, Any]:
@@ -251,12 +326,6 @@ class DevStore:
             params,
         ):
             buttons.setdefault(str(row["event"]), {})[str(row["label"])] = int(row["n"])
-        sums = ", ".join(f"COALESCE(SUM(CAST(json_extract(i.body, '$.metadata.{key}') AS INTEGER)), 0) AS {key}"
-                         for key in TOKEN_KEYS)
-        token_row = self._read(
-            f"SELECT {sums} {joined} i.kind = 'action' AND json_extract(i.body, '$.action_name') = 'token_usage'",
-            params,
-        )[0]
         initialized = int(totals["initialized"])
         return {
             "initialized": initialized,
@@ -264,9 +333,15 @@ class DevStore:
             "interaction_rate": round(100.0 * int(totals["converted"]) / initialized, 1) if initialized else 0,
             "abandoned": int(totals["abandoned"]),
             "buttons": buttons,
-            "tokens": {key: int(token_row[key]) for key in TOKEN_KEYS},
+            "tokens": self._token_sums(where.removeprefix(" WHERE "), params),
             "conversations": int(totals["conversations"]),
         }
+
+    def _token_sums(self, condition: str, params: list[Any]) -> dict[str, int]:
+        sums = ", ".join(f"COALESCE(SUM(u.{key}), 0) AS {key}" for key in TOKEN_KEYS)
+        row = self._read(f"SELECT {sums} FROM usage u JOIN conversations c ON c.id = u.conversation"
+                         f"{' WHERE ' + condition if condition else ''}", params)[0]
+        return {key: int(row[key]) for key in TOKEN_KEYS}
 
     def _conversations(self, where: str, params: list[Any], tail: str, tail_params: list[Any]) -> list[dict[str, Any]]:
         rows = self._read(f"SELECT c.* FROM conversations c{where}{tail}", [*params, *tail_params])

@@ -1,0 +1,250 @@
+"""The ``agentsight dev`` API as a FastAPI application over a :class:`~agentsight.dev.store.DevStore`.
+
+Ingestion paths, bodies and answers are those of the AgentSight API (WIRE.md: the 0.0.x REST payloads and
+the 0.1.x ``POST /api/ingest/``); reads, stats, ``GET /api/me/`` and the conversation lookup serve the
+dashboard and the SDKs. Every ``/api/`` request needs ``Authorization: Api-Key <key>`` with a well-formed
+key (401; 403 on ``/api/ingest/``, as upstream). Every error body has Django REST framework's shape, and an
+unexpected error is logged and answered 500 ``{"detail": "Internal error."}``. ``GET /`` serves
+``dashboard.html`` and ``GET /health`` answers 200, both without a key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from agentsight.config import API_KEY_PATTERN
+from agentsight.dev import ingest, rest
+from agentsight.dev.models import IngestAnswer, InvalidBlocks, LookupAnswer, MeAnswer
+from agentsight.dev.rest import ApiError
+from agentsight.dev.store import ConversationFilter, DevStore, UnknownConversationError
+from agentsight.export.payloads import PATHS
+
+logger = logging.getLogger("agentsight.dev")
+
+DASHBOARD = Path(__file__).with_name("dashboard.html")
+PLACEHOLDER = "<!doctype html><title>AgentSight dev</title><p>AgentSight dev server: dashboard.html is missing.</p>"
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+MAX_BODY_BYTES = 16 * 1024 * 1024
+"""Largest request body (as sent, before any gzip is inflated)."""
+MAX_ID = 2**63 - 1
+INGEST_PATH = "/api/ingest/"
+NOT_FOUND = {"detail": "Not found."}
+ENVIRONMENTS = [{"slug": "production"}, {"slug": "development"}]
+RECEIVED = "received"
+"""``request.state`` attribute holding the decoded body and files, for the server's request record."""
+
+_JSON_OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}
+_REST_BODY = {"requestBody": {"content": {
+    "application/json": {"schema": {"type": "object"}},
+    "multipart/form-data": {"schema": {"type": "object"}},
+}, "required": True}}
+
+
+def create_app(store: DevStore, *, role: str = "write", capabilities: Sequence[str] = ("gzip-ingest",)) -> FastAPI:
+    """The API over ``store``; ``GET /api/me/`` answers ``role`` and ``capabilities``."""
+    app = FastAPI(title="agentsight dev", description="A local AgentSight-compatible API", version="1")
+    me = MeAnswer(role=role, agent_id=1, agent_name="agentsight dev", environments=ENVIRONMENTS,
+                  capabilities=list(capabilities))
+
+    @app.middleware("http")
+    async def authorize_and_guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.url.path.startswith("/api/"):
+            refused = _refusal(request.headers.get("authorization", ""))
+            if refused is not None:
+                return JSONResponse(refused, 403 if request.url.path == INGEST_PATH else 401)
+        try:
+            return await call_next(request)
+        except Exception:
+            logger.exception("agentsight dev: %s %s failed", request.method, request.url.path)
+            return JSONResponse({"detail": "Internal error."}, 500)
+
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(InvalidBlocks, _invalid_blocks)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+    @app.get("/", include_in_schema=False)
+    @app.get("/index.html", include_in_schema=False)
+    def dashboard() -> HTMLResponse:
+        page = DASHBOARD.read_text(encoding="utf-8") if DASHBOARD.is_file() else PLACEHOLDER
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """Liveness: 200 while serving (no key needed)."""
+        return {"status": "ok"}
+
+    @app.post(PATHS["conversation"], status_code=201, openapi_extra=_REST_BODY)
+    async def post_conversation(request: Request) -> dict[str, Any]:
+        """Get-or-create a conversation by ``conversation_id`` (WIRE.md); answers it with its server ``id``."""
+        body, _ = await _decoded(request)
+        clean = rest.validated(PATHS["conversation"], body)
+        return await run_in_threadpool(store.upsert_conversation, clean)
+
+    async def post_item(request: Request) -> dict[str, Any]:
+        path = request.url.path
+        body, files = await _decoded(request)
+        clean = rest.validated(path, body)
+        stored, usage = rest.item(rest.ITEM_KINDS[path], clean, files)
+        try:
+            item_id = await run_in_threadpool(store.add_item, rest.ITEM_KINDS[path], clean["conversation"],
+                                              clean["timestamp"], stored, usage)
+        except UnknownConversationError:
+            raise rest.field_error(
+                "conversation", f'Invalid pk "{clean["conversation"]}" - object does not exist.') from None
+        return {"id": item_id, "conversation": clean["conversation"], **stored}
+
+    for path, kind in rest.ITEM_KINDS.items():
+        app.add_api_route(path, post_item, methods=["POST"], status_code=201, openapi_extra=_REST_BODY,
+                          name=f"post_{kind}", summary=f"Post a {kind} item (WIRE.md)")
+
+    @app.post(INGEST_PATH, response_model=IngestAnswer, openapi_extra={"requestBody": _JSON_OBJECT})
+    async def post_ingest(request: Request) -> IngestAnswer:
+        """Store a document of conversation blocks and their spans (plain JSON or ``Content-Encoding: gzip``)."""
+        raw = await _body(request)
+        document_bytes = ingest.inflate(raw, request.headers.get("content-encoding", ""))
+        document = await run_in_threadpool(ingest.load_document, document_bytes)
+        setattr(request.state, RECEIVED, (document, {}))
+        blocks = await run_in_threadpool(ingest.validate_document, document)
+        await run_in_threadpool(ingest.store_blocks, store, blocks)
+        return IngestAnswer(accepted=sum(len(block.spans) for block in blocks), conversations=len(blocks))
+
+    @app.get("/api/me/", response_model=MeAnswer)
+    def get_me() -> MeAnswer:
+        """What the key may do: role, agent, environments and capabilities."""
+        return me
+
+    @app.get(PATHS["conversation"])
+    async def list_conversations(request: Request) -> dict[str, Any]:
+        """Conversations, newest first, each with its messages (``page``, ``page_size``; filters
+        ``conversation_id``, ``environment``, ``is_used``)."""
+        return await run_in_threadpool(_conversation_page, store, request)
+
+    @app.get(PATHS["conversation"] + "lookup/", response_model=LookupAnswer)
+    async def lookup_conversation(conversation_id: str) -> LookupAnswer:
+        """The server id of the conversation with this client ``conversation_id``."""
+        found = await run_in_threadpool(store.find_conversation, conversation_id)
+        if found is None:
+            raise ApiError(404, NOT_FOUND)
+        return LookupAnswer(id=found["id"], conversation_id=found["conversation_id"])
+
+    @app.get(PATHS["conversation"] + "{server_id:int}/")
+    async def get_conversation(server_id: int) -> dict[str, Any]:
+        """One conversation with its messages, buttons, actions, attachments, timeline and token totals."""
+        conversation = await run_in_threadpool(store.get_conversation, server_id) if server_id <= MAX_ID else None
+        if conversation is None:
+            raise ApiError(404, NOT_FOUND)
+        return conversation
+
+    @app.get("/api/stats/")
+    async def get_stats(environment: str | None = None) -> dict[str, Any]:
+        """Interaction rate, abandoned visits, button clicks and token totals (of one ``environment``)."""
+        return await run_in_threadpool(store.stats, environment or None)
+
+    return app
+
+
+def _refusal(authorization: str) -> dict[str, str] | None:
+    """The error body for a missing or malformed ``Api-Key`` header; ``None`` when it is well-formed."""
+    if not authorization:
+        return {"detail": "Authentication credentials were not provided."}
+    if not authorization.startswith("Api-Key ") or not API_KEY_PATTERN.match(authorization[len("Api-Key "):].strip()):
+        return {"detail": "Invalid API key."}
+    return None
+
+
+async def _body(request: Request) -> bytes:
+    """The request body, refused with 413 past :data:`MAX_BODY_BYTES` (without reading all of it)."""
+    too_large = ApiError(413, {"detail": f"Request body larger than {MAX_BODY_BYTES} bytes."})
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > MAX_BODY_BYTES:
+            raise too_large
+    return bytes(chunks)
+
+
+async def _decoded(request: Request) -> tuple[dict[str, Any], rest.Files]:
+    """A REST body decoded (JSON or multipart), kept on the request for the server's record; 400 if it cannot be."""
+    raw = await _body(request)
+    try:
+        body, files = rest.decode_body(request.headers.get("content-type", ""), raw)
+    except ValueError as error:
+        raise ApiError(400, {"detail": f"JSON parse error - {error}"}) from None
+    setattr(request.state, RECEIVED, (body, files))
+    return body, files
+
+
+def _conversation_page(store: DevStore, request: Request) -> dict[str, Any]:
+    query = dict(request.query_params)
+    try:
+        page = int(query.get("page", "1"))
+        size = min(int(query.get("page_size", str(DEFAULT_PAGE_SIZE))), MAX_PAGE_SIZE)
+    except ValueError:
+        raise ApiError(404, {"detail": "Invalid page."}) from None
+    if not 1 <= page <= MAX_ID // MAX_PAGE_SIZE or size < 1:
+        raise ApiError(404, {"detail": "Invalid page."})
+    used = query.get("is_used")
+    filters = ConversationFilter(
+        conversation_id=query.get("conversation_id") or None,
+        environment=query.get("environment") or None,
+        is_used=None if used in (None, "") else rest.boolean(used, "is_used"),
+    )
+    count, results = store.list_conversations(filters, (page - 1) * size, size)
+    if page > 1 and not results:
+        raise ApiError(404, {"detail": "Invalid page."})
+    base = f"{request.url.scheme}://{request.headers.get('host', 'localhost')}{request.url.path}"
+
+    def link(number: int) -> str:
+        return f"{base}?{urlencode({**query, 'page': number, 'page_size': size})}"
+
+    return {
+        "count": count,
+        "next": link(page + 1) if page * size < count else None,
+        "previous": link(page - 1) if page > 1 else None,
+        "results": results,
+    }
+
+
+# Error answers, all in Django REST framework's shape ---------------------------------------------------
+
+
+async def _api_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ApiError)
+    return JSONResponse(error.body, error.status)
+
+
+async def _invalid_blocks(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, InvalidBlocks)
+    return JSONResponse(error.answer, 400)
+
+
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    if error.status_code == 404:
+        return JSONResponse(NOT_FOUND, 404)
+    if error.status_code == 405:
+        return JSONResponse({"detail": f'Method "{request.method}" not allowed.'}, 405, headers=error.headers)
+    return JSONResponse({"detail": str(error.detail)}, error.status_code, headers=error.headers)
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    fields: dict[str, list[str]] = {}
+    for entry in error.errors():
+        fields.setdefault(str(entry["loc"][-1]) if entry["loc"] else "non_field_errors", []).append(entry["msg"])
+    return JSONResponse(fields, 400)
