@@ -146,7 +146,7 @@ def test_attachments_descriptor_span_and_upload_payload() -> None:
     turn = ingest.translate(_span([event]))
     assert turn is not None and turn.uploads is not None
     (span,) = _by_kind(turn)["attachment"]
-    assert span["name"] == "1 attachment" and span["attributes"][sc.ATTACHMENT_COUNT] == 1
+    assert span["name"] == "1 attachment(s)" and span["attributes"][sc.ATTACHMENT_COUNT] == 1
     assert json.loads(span["attributes"][sc.ATTACHMENT_FILES]) == [
         {"filename": "receipt.txt", "size": 11, "mime_type": "text/plain"}]
     assert "data" not in span["attributes"][sc.ATTACHMENT_FILES], "descriptors only: bytes never ride in a span"

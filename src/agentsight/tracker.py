@@ -120,6 +120,11 @@ class ConversationTracker:
         return f"ConversationTracker(endpoint={settings.endpoint!r}, direct_export={settings.direct_export})"
 
     @property
+    def exporter(self) -> AgentSightSpanExporter | None:
+        """The exporter delivering this tracker's turns itself (``None`` when direct export is off)."""
+        return self._router.direct.exporter if self._router.direct is not None else None
+
+    @property
     def settings(self) -> Settings:
         """The resolved configuration (the API key is not in its ``repr``)."""
         return self._settings

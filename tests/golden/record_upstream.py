@@ -95,7 +95,7 @@ def flow_seed_turn(ags, ctx, conversation_id="conv-1", filler=0):
             ags.agent_message("This is a sample response")
             for i in range(filler):
                 sender = ags.user_message if i % 2 == 0 else ags.agent_message
-                sender(("message %02d " % i) + "x" * (500 - 11))
+                sender(f"message {i:02d} " + "x" * (500 - 11))
             ags.button("contact_human_agent", "Create ticket", "create-ticket")
 
 
@@ -112,7 +112,7 @@ def flow_two_turns(ags, ctx):
 def flow_task_and_tool_error(ags, ctx):
     @ags.task
     def summarize_history(limit):
-        return "summary of %d messages" % limit
+        return f"summary of {limit} messages"
 
     @ags.tool
     def charge_card(amount, currency="EUR"):
@@ -413,12 +413,12 @@ def child_main(flow, llm_url, export_interval_ms, settle):
     import agentsight as ags
 
     ok = ags.init(export_interval_ms=export_interval_ms)
-    print("init() -> %r" % (ok,), file=sys.stderr, flush=True)
+    print(f"init() -> {ok!r}", file=sys.stderr, flush=True)
     # Let the background key preflight (GET /api/me/) land first, so the
     # learned capabilities are in effect for the first batch.
     time.sleep(settle)
     FLOWS[flow][0](ags, {"llm_url": llm_url})
-    print("flush() -> %r" % (ags.flush(),), file=sys.stderr, flush=True)
+    print(f"flush() -> {ags.flush()!r}", file=sys.stderr, flush=True)
     ags.shutdown()
 
 
@@ -584,7 +584,7 @@ def make_backend_handler(backend):
                 })
             return self._reply(404, {"detail": "Not found."})
 
-        do_PUT = do_PATCH = do_DELETE = do_POST
+        do_PUT = do_PATCH = do_DELETE = do_POST  # noqa: N815 - http.server dispatches on these names
 
     return Handler
 
@@ -652,7 +652,7 @@ def make_llm_handler(backend):
                     "prompt_tokens_details": {"cached_tokens": 16, "audio_tokens": 0},
                     "completion_tokens_details": {"reasoning_tokens": 8, "audio_tokens": 0},
                 }))
-            data = "".join("data: %s\n\n" % json.dumps(c) for c in chunks)
+            data = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks)
             data += "data: [DONE]\n\n"
             return self._send(200, "text/event-stream", data.encode())
 
@@ -720,10 +720,10 @@ def run_flow(name, args, backend, backend_url, llm_url):
         json.dump(document, fh, indent=2, sort_keys=False)
         fh.write("\n")
     summary = ", ".join(
-        "%s %s%s" % (r["method"], r["path"],
+        "{} {}{}".format(r["method"], r["path"],
                      " [gzip]" if r["headers"].get("content-encoding") == "gzip" else "")
         for r in requests)
-    print("%-28s rc=%s %.1fs  %s" % (name, proc.returncode, elapsed, summary))
+    print(f"{name:<28} rc={proc.returncode} {elapsed:.1f}s  {summary}")
     if proc.returncode != 0:
         print(proc.stderr, file=sys.stderr)
 
@@ -751,16 +751,16 @@ def main(argv=None):
 
     unknown = [f for f in args.flows if f not in FLOWS]
     if unknown:
-        parser.error("unknown flow(s): %s (known: %s)" % (unknown, ", ".join(FLOWS)))
+        parser.error("unknown flow(s): {} (known: {})".format(unknown, ", ".join(FLOWS)))
 
     backend = Backend()
     server = _serve(make_backend_handler(backend))
-    backend_url = "http://127.0.0.1:%d" % server.server_address[1]
+    backend_url = f"http://127.0.0.1:{server.server_address[1]}"
     llm_server = None
     llm_url = args.llm_url
     if not llm_url:
         llm_server = _serve(make_llm_handler(backend))
-        llm_url = "http://127.0.0.1:%d" % llm_server.server_address[1]
+        llm_url = f"http://127.0.0.1:{llm_server.server_address[1]}"
     llm_url = llm_url.rstrip("/")
     if llm_url.endswith("/v1"):
         llm_url = llm_url[:-3]

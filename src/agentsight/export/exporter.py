@@ -48,6 +48,8 @@ class AgentSightSpanExporter(SpanExporter):
     ):
         self._settings = settings or Settings.resolve(api_key=api_key, endpoint=endpoint, protocol=protocol)
         self._delivery: DeliveryClient | None = None
+        self.key_check: KeyPreflight | None = None
+        """The background ``GET /api/me/`` of the ingest wire: ``done`` is set once it answered."""
         wire = ingest if self._settings.protocol == "ingest" else rest
         self._translate, self._estimate = wire.translate, wire.estimate
         self._spans_without_delivery = 0
@@ -61,7 +63,7 @@ class AgentSightSpanExporter(SpanExporter):
         rest_sender = RestSender(transport, settings.delivery)
         sender: Sender = rest_sender
         if settings.protocol == "ingest":
-            preflight = KeyPreflight(transport, settings.endpoint)
+            preflight = self.key_check = KeyPreflight(transport, settings.endpoint)
             if settings.verify_key:
                 preflight.start()
             sender = IngestSender(transport, settings.delivery, preflight, rest_sender)

@@ -282,7 +282,7 @@ class _Family:
         }
         if sc.METADATA in attributes:
             own[sc.METADATA] = attributes[sc.METADATA]
-        name = f"{len(descriptors)} attachment{'s' if len(descriptors) != 1 else ''}"
+        name = f"{len(descriptors)} attachment(s)"
         return self._child(index, name, sc.KIND_ATTACHMENT, timestamp, timestamp, own, status="unset")
 
     def _token_usage(self, index: int, usage: Mapping[str, int]) -> dict[str, Any]:

@@ -44,17 +44,14 @@ class KeyPreflight:
     def _run(self) -> None:
         try:
             response = self._transport.request("GET", ME_PATH)
+            self._learn(response.status, response.json() if response.body else {}, response.error_message())
         except (OSError, http.client.HTTPException) as error:
             logger.debug("AgentSight key preflight did not complete: %r", error)
-            return
+        except ValueError:
+            logger.debug("AgentSight key preflight: %s answered with a body that is not JSON", self._endpoint)
         finally:
             self._transport.close()
             self.done.set()
-        try:
-            self._learn(response.status, response.json() if response.body else {}, response.error_message())
-        except ValueError:
-            logger.debug("AgentSight key preflight: %s answered %s with a body that is not JSON",
-                         self._endpoint, response.status)
 
     def _learn(self, status: int, data: Any, detail: str) -> None:
         if status == 200 and isinstance(data, dict):
