@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from agentsight.bridge.server import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, Bridge
-from agentsight.config import Settings
-from agentsight.exceptions import InvalidApiKeyException, NoApiKeyException
+from agentsight.config import PROTOCOLS, Settings
+from agentsight.exceptions import ConfigurationError, InvalidApiKeyException, NoApiKeyException
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -59,11 +59,18 @@ def _add_bridge_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--log-level", default=os.environ.get("AGENTSIGHT_LOG_LEVEL") or "INFO",
                         help="DEBUG, INFO, WARNING or ERROR (default: $AGENTSIGHT_LOG_LEVEL or INFO)")
+    parser.add_argument("--protocol", default=None, choices=PROTOCOLS,
+                        help="the AgentSight wire: ingest (POST /api/ingest/) or rest (the 0.0.x endpoints) "
+                             "(default: $AGENTSIGHT_PROTOCOL or ingest)")
 
 
 def _run_bridge(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
-    settings = Settings.resolve()
+    try:
+        settings = Settings.resolve(protocol=args.protocol)
+    except ConfigurationError as error:
+        print(f"agentsight bridge: {error}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         settings.check_api_key()
     except NoApiKeyException:
@@ -84,9 +91,9 @@ def _run_bridge(args: argparse.Namespace) -> int:
         print(f"agentsight bridge: cannot listen: {error}", file=sys.stderr)
         return EXIT_FAILURE
     logger.info(
-        "agentsight bridge listening: OTLP/gRPC on %s, OTLP/HTTP on %s%s; delivering to %s",
+        "agentsight bridge listening: OTLP/gRPC on %s, OTLP/HTTP on %s%s; delivering to %s (%s)",
         bridge.grpc_endpoint, bridge.http_endpoint, " (bearer token required)" if args.token else "",
-        settings.endpoint,
+        settings.endpoint, settings.protocol,
     )
     signum = stop.wait()
     logger.info("agentsight bridge stopping on %s: finishing requests and delivering what was accepted",
