@@ -24,9 +24,9 @@ from starlette.exceptions import HTTPException
 
 from agentsight.config import API_KEY_PATTERN
 from agentsight.dev import ingest, rest
-from agentsight.dev.models import IngestAnswer, InvalidBlocks, LookupAnswer, MeAnswer
+from agentsight.dev.models import IngestAnswer, IngestRequest, InvalidBlocks, LookupAnswer, MeAnswer, inline_schema
 from agentsight.dev.rest import ApiError
-from agentsight.dev.store import ConversationFilter, DevStore, UnknownConversationError
+from agentsight.dev.store import CONVERSATION_FIELDS, ConversationFilter, DevStore, UnknownConversationError
 from agentsight.export.payloads import PATHS
 
 logger = logging.getLogger("agentsight.dev")
@@ -44,11 +44,34 @@ ENVIRONMENTS = [{"slug": "production"}, {"slug": "development"}]
 RECEIVED = "received"
 """``request.state`` attribute holding the decoded body and files, for the server's request record."""
 
-_JSON_OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}
-_REST_BODY = {"requestBody": {"content": {
-    "application/json": {"schema": {"type": "object"}},
-    "multipart/form-data": {"schema": {"type": "object"}},
-}, "required": True}}
+_INGEST_BODY = {"requestBody": {"content": {"application/json": {"schema": inline_schema(IngestRequest)}},
+                                 "required": True}}
+_FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
+    "conversation": {"type": "integer", "minimum": 1},
+    "is_used": {"type": "boolean"},
+    "metadata": {"type": ["object", "null"]},
+    "timestamp": {"type": "string", "format": "date-time"},
+    "duration_ms": {"type": ["number", "null"]},
+    "tools_used": {},
+    **{name: {"enum": list(choices)} for name, choices in rest.CHOICES.items()},
+    "attachments": {"type": "array", "items": {"type": "object", "required": ["filename", "mime_type", "data"],
+                                               "properties": {"filename": {"type": "string"},
+                                                              "mime_type": {"type": "string"},
+                                                              "data": {"type": "string", "format": "byte"}}}},
+}
+"""JSON schemas of the REST body fields (others are text), for ``/openapi.json``."""
+
+
+def _rest_body(path: str) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of a REST path: its required and known fields."""
+    kind = rest.ITEM_KINDS.get(path)
+    known = rest.ITEM_FIELDS[kind] if kind else (*CONVERSATION_FIELDS, "is_used")
+    names = dict.fromkeys((*rest.REQUIRED_FIELDS[path], *known, "metadata", "timestamp",
+                           *(("attachments",) if kind == "attachments" else ())))
+    schema = {"type": "object", "required": list(rest.REQUIRED_FIELDS[path]),
+              "properties": {name: _FIELD_SCHEMAS.get(name, {"type": "string"}) for name in names}}
+    return {"requestBody": {"content": {"application/json": {"schema": schema},
+                                        "multipart/form-data": {"schema": {"type": "object"}}}, "required": True}}
 
 
 def create_app(store: DevStore, *, role: str = "write", capabilities: Sequence[str] = ("gzip-ingest",)) -> FastAPI:
@@ -85,7 +108,7 @@ def create_app(store: DevStore, *, role: str = "write", capabilities: Sequence[s
         """Liveness: 200 while serving (no key needed)."""
         return {"status": "ok"}
 
-    @app.post(PATHS["conversation"], status_code=201, openapi_extra=_REST_BODY)
+    @app.post(PATHS["conversation"], status_code=201, openapi_extra=_rest_body(PATHS["conversation"]))
     async def post_conversation(request: Request) -> dict[str, Any]:
         """Get-or-create a conversation by ``conversation_id`` (WIRE.md); answers it with its server ``id``."""
         body, _ = await _decoded(request)
@@ -106,10 +129,10 @@ def create_app(store: DevStore, *, role: str = "write", capabilities: Sequence[s
         return {"id": item_id, "conversation": clean["conversation"], **stored}
 
     for path, kind in rest.ITEM_KINDS.items():
-        app.add_api_route(path, post_item, methods=["POST"], status_code=201, openapi_extra=_REST_BODY,
+        app.add_api_route(path, post_item, methods=["POST"], status_code=201, openapi_extra=_rest_body(path),
                           name=f"post_{kind}", summary=f"Post a {kind} item (WIRE.md)")
 
-    @app.post(INGEST_PATH, response_model=IngestAnswer, openapi_extra={"requestBody": _JSON_OBJECT})
+    @app.post(INGEST_PATH, response_model=IngestAnswer, openapi_extra=_INGEST_BODY)
     async def post_ingest(request: Request) -> IngestAnswer:
         """Store a document of conversation blocks and their spans (plain JSON or ``Content-Encoding: gzip``)."""
         raw = await _body(request)

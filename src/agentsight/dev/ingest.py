@@ -142,10 +142,12 @@ def _button(writer: StoreWriter, conversation: int, conversation_id: str, span: 
 
 def _tool(writer: StoreWriter, conversation: int, conversation_id: str, span: IngestSpan) -> None:
     attributes = span.attributes
-    arguments = attributes.get("agentsight.tool.arguments")
+    arguments = _parsed(attributes.get("agentsight.tool.arguments"))
+    # A tool's arguments are what an action's ``tools_used`` holds (a seed action's travels here as it was given).
+    tools_used = arguments if isinstance(arguments, dict) or arguments is None else {"arguments": arguments}
     _action(writer, conversation, conversation_id, span, _text(attributes.get("agentsight.tool.name")) or span.name,
             error=attributes.get("agentsight.tool.error"),
-            tools_used=None if arguments is None else {"arguments": _parsed(arguments)},
+            tools_used=tools_used,
             response=_text(attributes.get("agentsight.tool.response")),
             metadata=_json_object(attributes.get("agentsight.metadata")))
 
@@ -203,6 +205,7 @@ def _attachment(writer: StoreWriter, conversation: int, conversation_id: str, sp
 def _archive(writer: StoreWriter, conversation: int, conversation_id: str, span: IngestSpan) -> None:
     """Kept out of the transcript and the analytics, still readable in the conversation's ``archived``."""
     body = span.model_dump(mode="json", exclude={"otel"})
+    body["span_kind"] = body.pop("kind")  # the item's own ``kind`` is "archived"
     body["reason"] = _text(span.attributes.get("agentsight.turn.incomplete_reason"))
     writer.add_item("archived", conversation, utc_iso(span.started_at), {"conversation_id": conversation_id, **body})
 

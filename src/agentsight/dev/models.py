@@ -85,6 +85,30 @@ class IngestDocument(BaseModel):
     conversations: list[dict[str, Any]]
 
 
+class IngestRequest(BaseModel):
+    """The ingest document as documented in ``/openapi.json`` (blocks typed; the route reads the body itself)."""
+
+    sdk: SdkInfo | None = None
+    conversations: list[ConversationBlock]
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema with its ``$defs`` references inlined (for an OpenAPI ``requestBody``)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inlined(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inlined(definitions[node["$ref"].rsplit("/", 1)[1]])
+            return {key: inlined(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inlined(value) for value in node]
+        return node
+
+    return inlined(schema)
+
+
 class IngestAnswer(BaseModel):
     """A stored ingest document: how many spans and conversation blocks it held."""
 
