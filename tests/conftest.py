@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,12 @@ def api() -> Iterator[DevServer]:
     """A local AgentSight-compatible API server on 127.0.0.1."""
     with DevServer() as server:
         yield server
+
+
+@pytest.fixture
+def rest_wire(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trackers and exporters made in the test (subprocesses too) speak the REST wire (``AGENTSIGHT_PROTOCOL=rest``)."""
+    monkeypatch.setenv("AGENTSIGHT_PROTOCOL", "rest")
 
 
 @pytest.fixture
@@ -79,6 +86,25 @@ def instrumented(*instrumentors: type[BaseInstrumentor]) -> Iterator[InMemorySpa
     finally:
         for instrumentor in instrumentors:
             instrumentor().uninstrument()
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "the condition") -> None:
+    """Wait until ``check()`` is true; raise ``AssertionError`` naming ``what`` when ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+def stored_messages(server: DevServer) -> list[tuple[str, str]]:
+    """``(conversation_id, content)`` of every message the local AgentSight stored (either wire), in order."""
+    messages = []
+    for conversation in server.store.all_conversations():
+        detail = server.store.get_conversation(conversation["id"])
+        assert detail is not None
+        messages.extend((conversation["conversation_id"], message["content"]) for message in detail["messages"])
+    return messages
 
 
 def bodies(server: DevServer, path: str) -> list[dict]:

@@ -40,7 +40,11 @@ from agentsight.config import DeliverySettings, Settings
 from agentsight.dev import DevServer
 from agentsight.spans import semconv as sc
 from tests.conftest import API_KEY, QUICK_RETRIES, bodies, run_script
+from tests.test_ingest_wire import ingest_documents, shape
 from tests.test_otel_integration import SEED_FLOW, SEED_PATHS
+
+# Most tests here read the REST wire's payloads; the ingest wire's own test sets its protocol.
+pytestmark = pytest.mark.usefixtures("rest_wire")
 
 BIN = Path(sys.executable).parent
 PIPELINE = """
@@ -165,7 +169,8 @@ def direct_seed(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, dic
     """The seed flow's deliveries from the in-process path (the tracker's own direct export)."""
     with DevServer() as api:
         result = run_script(tmp_path_factory.mktemp("direct"), SEED_APP, {
-            "AGENTSIGHT_API_KEY": API_KEY, "AGENTSIGHT_API_ENDPOINT": api.url, "PYTHONPATH": str(Path.cwd())})
+            "AGENTSIGHT_API_KEY": API_KEY, "AGENTSIGHT_API_ENDPOINT": api.url, "AGENTSIGHT_PROTOCOL": "rest",
+            "PYTHONPATH": str(Path.cwd())})
         assert result.returncode == 0, result.stderr
         assert [r.path for r in api.accepted()] == SEED_PATHS
         return delivered(api)
@@ -196,6 +201,24 @@ def test_seed_flow_through_the_bridge_matches_direct_export(
     assert stats["turns_received"] == 2  # initialize_conversation's span and the turn's
     if extra.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") == "1":
         assert stats["requests"] == stats["spans_received"] == 2
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_seed_flow_through_the_bridge_on_the_ingest_wire_matches_direct_export(
+    api: DevServer, start_bridge: Callable[..., Bridge], tmp_path: Path, protocol: str
+) -> None:
+    with DevServer() as direct:
+        result = run_script(tmp_path, SEED_APP, {"AGENTSIGHT_API_KEY": API_KEY, "AGENTSIGHT_API_ENDPOINT": direct.url,
+                                                 "AGENTSIGHT_PROTOCOL": "ingest", "PYTHONPATH": str(Path.cwd())})
+        assert result.returncode == 0, result.stderr
+        direct_documents = ingest_documents(direct)
+    bridge = start_bridge(settings=Settings.resolve(api_key=API_KEY, endpoint=api.url, delivery=QUICK_RETRIES,
+                                                    protocol="ingest"))
+    result = run_script(tmp_path, SEED_APP, otlp_env(bridge, protocol))
+    assert result.returncode == 0, result.stderr
+    bridge.stop(timeout=10)
+    assert shape(ingest_documents(api)) == shape(direct_documents), "the same span families as direct export"
+    assert not api.accepted("/api/track/"), "nothing on the REST wire"
 
 
 RESTART_APP = PIPELINE + """

@@ -13,6 +13,8 @@ from agentsight.config import DeliverySettings
 from agentsight.dev import CannedResponse, DevServer
 from tests.conftest import API_KEY, QUICK_RETRIES, bodies
 
+pytestmark = pytest.mark.usefixtures("rest_wire")  # these tests read the REST wire's payloads
+
 
 def _one_turn(tracker: ConversationTracker, conversation_id: str = "conv-d", text: str = "q") -> None:
     tracker.get_or_create_conversation(conversation_id)

@@ -65,12 +65,13 @@ def call(dev: DevServer) -> Call:
 
 
 @pytest.fixture
-def make_dev_tracker(dev: DevServer) -> Iterator[Callable[[], ConversationTracker]]:
+def make_dev_tracker(dev: DevServer) -> Iterator[Callable[..., ConversationTracker]]:
     """Build trackers delivering to the dev server (shut down after the test)."""
     made: list[ConversationTracker] = []
 
-    def make() -> ConversationTracker:
-        tracker = ConversationTracker(api_key=API_KEY, endpoint=dev.url, delivery=QUICK_RETRIES)
+    def make(protocol: str = "ingest") -> ConversationTracker:
+        tracker = ConversationTracker(api_key=API_KEY, endpoint=dev.url, delivery=QUICK_RETRIES,
+                                      protocol=protocol)  # type: ignore[arg-type]
         made.append(tracker)
         return tracker
 
@@ -97,8 +98,9 @@ def post_item(call: Call, path: str, conversation: int, **fields: Any) -> dict[s
 # Ingestion -----------------------------------------------------------------------------------------
 
 
-def test_tracker_flow_is_stored(make_dev_tracker: Callable[[], ConversationTracker], call: Call) -> None:
-    tracker = make_dev_tracker()
+@pytest.mark.parametrize("protocol", ["ingest", "rest"])
+def test_tracker_flow_is_stored(make_dev_tracker: Callable[..., ConversationTracker], call: Call, protocol: str) -> None:
+    tracker = make_dev_tracker(protocol)
     tracker.initialize_conversation("conv-1", customer_id="user-7", device="desktop", source="web",
                                     language="en-US", metadata={"page_url": "https://shop.example/"})
     with tracker.conversation("conv-1", customer_ip_address="203.0.113.9"):
@@ -126,7 +128,7 @@ def test_tracker_flow_is_stored(make_dev_tracker: Callable[[], ConversationTrack
     assert [b["label"] for b in detail["buttons"]] == ["Create ticket"]
     actions = {a["action_name"]: a for a in detail["actions"]}
     assert actions["lookup"]["duration_ms"] == 12 and actions["lookup"]["response"] == "found"
-    assert actions["token_usage"]["metadata"]["total_tokens"] == 125
+    assert detail["tokens"]["total_tokens"] == 125 and detail["tokens"]["prompt_tokens"] == 100
     assert detail["attachments"][0] | {"filename": "a.pdf", "mime_type": "application/pdf", "size": 8} == \
         detail["attachments"][0]
     stamps = [entry["timestamp"] for entry in detail["timeline"]]
@@ -346,3 +348,37 @@ def test_dev_command_serves_and_stops_on_sigint(tmp_path: Path) -> None:
             process.kill()
             process.wait()
     assert (tmp_path / "cli.db").exists()
+
+
+def test_dev_memory_writes_nothing(tmp_path: Path) -> None:
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "agentsight.cli", "dev", "--memory", "--port", str(port)],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(Path.cwd() / "src")})
+    try:
+        assert process.stdout is not None
+        assert "in memory" in process.stdout.readline()
+        url = f"http://127.0.0.1:{port}"
+        assert request(url, "POST", "/api/conversations/", {"conversation_id": "mem"})[0] == 201
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dev_without_the_extra_names_it_and_exits_2() -> None:
+    blocked = ("import sys; sys.modules['fastapi'] = None; import agentsight.cli; "
+               "sys.exit(agentsight.cli.main(['dev', '--memory']))")
+    result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "pip install 'agentsight-otel[dev]'" in result.stderr
+
+
+def test_importing_agentsight_never_imports_fastapi() -> None:
+    check = ("import sys, agentsight, agentsight.cli, agentsight.dev, agentsight.dev.local_llm; "
+             "assert not {'fastapi', 'uvicorn', 'starlette'} & set(sys.modules), sorted(sys.modules)")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -22,6 +22,7 @@ import pytest
 
 from agentsight.dev import CannedResponse, DevServer
 from agentsight.dev.store import ConversationFilter, DevStore
+from tests.conftest import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -91,8 +92,10 @@ def check_demo_flow(db: Path, output: str) -> None:
             assert kinds == []
             continue
         assert [item["content"] for item in detail["messages"]] == [QUESTIONS[cid], "Hello from the fake model"]
-        assert kinds[:4] == [("message", "end_user"), ("action", "chat openai/gpt-4o-mini-2024-07-18"),
-                             ("message", "agent"), ("action", "token_usage")], kinds
+        # The ingest wire (the default) carries a model call's tokens on its own llm span: no token_usage action.
+        assert kinds[:3] == [("message", "end_user"), ("action", "chat openai/gpt-4o-mini-2024-07-18"),
+                             ("message", "agent")], kinds
+        assert ("action", "token_usage") not in kinds
         assert [(b["label"], b["value"]) for b in detail["buttons"]] == ([CLICKS[cid]] if cid in CLICKS else [])
     assert stats["interaction_rate"] == 60.0 and stats["abandoned"] == 4
     assert stats["buttons"] == {"contact_human_agent": {"Create ticket": 2, "Copy conversation": 1}}
@@ -166,42 +169,44 @@ def test_quickstart_without_endpoint_uses_a_local_api_and_prints_deliveries() ->
     assert done.returncode == 0, done.stderr
     assert "using a local AgentSight-compatible API on http://127.0.0.1:" in done.stdout
     results = re.findall(r"^(\w+)\s+(\d{3}) delivered$", done.stdout, flags=re.MULTILINE)
-    assert results == [("conversation", "201"), ("question", "201"), ("answer", "201"), ("button", "201"),
-                       ("action", "201")]
-    assert "complete=True summary={'delivered': 5, 'failed': 0}" in done.stdout
+    assert results == [("turn", "200"), ("button", "200"), ("llm", "200")]
+    assert "complete=True summary={'delivered': 3, 'failed': 0}" in done.stdout
     arrived = request_lines(done.stdout)
-    assert [(status, path) for status, path, _ in arrived] == [
-        (201, "/api/conversations/"), (201, "/api/track/"), (201, "/api/track/"), (201, "/api/buttons/"),
-        (201, "/api/action_logs/"),
-    ]
-    usage = arrived[-1][2]
-    assert usage["action_name"] == "token_usage"
-    assert usage["metadata"] == {"prompt_tokens": 100, "completion_tokens": 25, "total_tokens": 125,
-                                 "embedding_tokens": 0}
+    assert sorted((status, path) for status, path, _ in arrived) == [(200, "/api/ingest/"), (200, "/api/me/")]
+    (document,) = [body for _, path, body in arrived if path == "/api/ingest/"]
+    (block,) = document["conversations"]
+    turn, *children = block["spans"]
+    assert [event["attributes"]["agentsight.message.content"] for event in turn["events"]] == [
+        "Hello, I need help", "Sure! What can I help you with?"]
+    usage = next(span["attributes"] for span in children if span["kind"] == "llm")
+    assert (usage["gen_ai.usage.input_tokens"], usage["gen_ai.usage.output_tokens"]) == (100, 25)
 
 
-def test_quickstart_delivers_to_agentsight_api_endpoint() -> None:
+@pytest.mark.parametrize(("protocol", "paths"), [
+    ("ingest", ["/api/me/", "/api/ingest/"]),
+    ("rest", ["/api/conversations/", "/api/track/", "/api/track/", "/api/buttons/", "/api/action_logs/"]),
+])
+def test_quickstart_delivers_to_agentsight_api_endpoint(protocol: str, paths: list[str]) -> None:
     with DevServer() as api:
-        done = run_example("quickstart.py", env=clean_env(AGENTSIGHT_API_ENDPOINT=api.url, AGENTSIGHT_API_KEY=API_KEY))
+        done = run_example("quickstart.py", env=clean_env(AGENTSIGHT_API_ENDPOINT=api.url, AGENTSIGHT_API_KEY=API_KEY,
+                                                          AGENTSIGHT_PROTOCOL=protocol))
         arrived = api.accepted()
 
     assert done.returncode == 0, done.stderr
     assert "local AgentSight-compatible API" not in done.stdout
-    assert [request.path for request in arrived] == [
-        "/api/conversations/", "/api/track/", "/api/track/", "/api/buttons/", "/api/action_logs/",
-    ]
+    assert sorted(request.path for request in arrived) == sorted(paths)
     assert {request.headers["authorization"] for request in arrived} == {f"Api-Key {API_KEY}"}
 
 
 def test_quickstart_exits_1_and_says_so_when_the_api_rejects() -> None:
     with DevServer() as api:
-        api.inject(CannedResponse(400, b'{"conversation_id": ["This field is required."]}'))
+        api.inject(CannedResponse(400, b'{"conversations": ["This field is required."]}', path="/api/ingest/"))
         done = run_example("quickstart.py", env=clean_env(AGENTSIGHT_API_ENDPOINT=api.url, AGENTSIGHT_API_KEY=API_KEY))
 
     assert done.returncode == 1
     assert "delivered" not in re.sub(r"summary=.*", "", done.stdout)
-    assert done.stdout.count("FAILED") == 5
-    assert "summary={'delivered': 0, 'failed': 5}" in done.stdout
+    assert done.stdout.count("FAILED") == 3
+    assert "summary={'delivered': 0, 'failed': 3}" in done.stdout
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="passes a listening socket to the child")
@@ -224,7 +229,7 @@ def test_widget_app_runs_under_uvicorn_as_documented() -> None:
                 click = {"conversation_id": "conv_w1", "label": "Copy conversation", "value": "copy-conversation"}
                 reply = client.post("/api/button", json=click)
                 assert reply.json() == {"status": "button_tracked", "conversation_id": "conv_w1"}
-            arrived = api.wait_for(3, timeout=TIMEOUT)
+            eventually(lambda: bool(stored_buttons(api)), TIMEOUT, "the click to be stored")
         finally:
             process.send_signal(signal.SIGINT)
             try:
@@ -233,12 +238,15 @@ def test_widget_app_runs_under_uvicorn_as_documented() -> None:
                 listener.close()
                 if process.poll() is None:
                     process.kill()
+        detail = api.store.get_conversation(api.conversations["conv_w1"]["id"])
 
-    assert [(r.path, r.body.get("is_used")) for r in arrived] == [
-        ("/api/conversations/", False), ("/api/conversations/", True), ("/api/buttons/", None),
-    ]
-    assert arrived[0].body["device"] == "mobile"
-    assert arrived[0].body["customer_ip_address"] == "127.0.0.1"
-    assert arrived[2].body["button_event"] == "contact_human_agent"
-    assert arrived[2].body["label"] == "Copy conversation"
-    assert arrived[2].body["conversation"] == 1
+    assert detail is not None and detail["initialized"] and detail["is_used"]
+    assert detail["device"] == "mobile" and detail["customer_ip_address"] == "127.0.0.1"
+    assert [(b["button_event"], b["label"], b["value"]) for b in detail["buttons"]] == [
+        ("contact_human_agent", "Copy conversation", "copy-conversation")]
+
+
+def stored_buttons(api: DevServer) -> list[dict[str, Any]]:
+    """Every button click the local AgentSight stored."""
+    return [button for conversation in api.store.all_conversations()
+            for button in (api.store.get_conversation(conversation["id"]) or {}).get("buttons", [])]

@@ -233,3 +233,47 @@ def test_default_protocol_is_ingest(api: DevServer, monkeypatch: pytest.MonkeyPa
     finally:
         tracker.shutdown()
     assert {request.path for request in api.accepted()} == {"/api/me/", "/api/ingest/"}
+
+
+def _meaning(api: DevServer, conversation_id: str) -> dict[str, Any]:
+    """What the backend made of a conversation, without ids and times."""
+    detail = api.store.get_conversation(api.conversations[conversation_id]["id"])
+    assert detail is not None
+    fields = ("customer_id", "customer_ip_address", "device", "source", "language", "name", "environment",
+              "metadata", "initialized", "is_used")
+    return {
+        "fields": {name: detail[name] for name in fields},
+        "messages": [(m["sender"], m["content"], m["metadata"]) for m in detail["messages"]],
+        "buttons": [(b["button_event"], b["label"], b["value"], b["metadata"]) for b in detail["buttons"]],
+        "actions": [(a["action_name"], a["tools_used"], a["response"], a["error_msg"], a["metadata"])
+                    for a in detail["actions"] if not a["action_name"].endswith("token_usage")],
+        "tokens": detail["tokens"],
+    }
+
+
+def test_a_seed_turn_means_the_same_on_both_wires(make_tracker: Callable[..., ConversationTracker]) -> None:
+    meanings = []
+    for protocol in ("rest", "ingest"):
+        with DevServer() as api:
+            tracker = make_tracker(endpoint=api.url, protocol=protocol)
+            tracker.initialize_conversation("conv-visit", **FIELDS)  # type: ignore[arg-type]
+            tracker.initialize_conversation("conv-1", **FIELDS)  # type: ignore[arg-type]
+            seed_turn(tracker)
+            tracker.get_or_create_conversation("conv-1", **FIELDS)  # type: ignore[arg-type]
+            tracker.track_question("And a refund?", metadata={"intent": "refund"})
+            tracker.track_action("refund", error_msg="not allowed", metadata={"order": "A-1"})
+            tracker.track_token_usage(prompt_tokens=100, completion_tokens=25, total_tokens=125, embedding_tokens=3)
+            tracker.track_token_usage(prompt_tokens=10, completion_tokens=5, total_tokens=15)
+            tracker.send_tracked_data()
+            assert tracker.flush(10)["summary"]["failed"] == 0
+            tracker.shutdown()
+            stats = api.store.stats()
+            meanings.append((_meaning(api, "conv-visit"), _meaning(api, "conv-1"),
+                             {key: stats[key] for key in ("initialized", "used", "buttons", "tokens")}))
+    rest_meaning, ingest_meaning = meanings
+    assert ingest_meaning == rest_meaning
+    visit, turn, stats = ingest_meaning
+    assert (visit["fields"]["initialized"], visit["fields"]["is_used"]) == (True, False)
+    assert [content for _, content, _ in turn["messages"]] == [
+        "Hello, I need help", "This is a sample response", "And a refund?"]
+    assert stats["tokens"]["prompt_tokens"] == 110 and stats["tokens"]["embedding_tokens"] == 3

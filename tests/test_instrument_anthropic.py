@@ -369,6 +369,7 @@ def test_suppressed_and_uninstrumented_calls_make_no_span(
     assert spans.get_finished_spans() == (), "the second instrument() did not patch twice (no global provider)"
 
 
+@pytest.mark.usefixtures("rest_wire")  # reads the model calls as REST actions
 def test_calls_in_a_turn_count_in_it(
     spans: InMemorySpanExporter, client: anthropic.Anthropic, fake: FakeLLMServer, api: DevServer,
     tracker: ConversationTracker,
@@ -408,6 +409,7 @@ def test_calls_in_a_turn_count_in_it(
 
 @pytest.mark.skipif("open_telemetry" not in inspect.signature(anthropic.Anthropic).parameters,
                     reason="this anthropic release has no spans of its own")
+@pytest.mark.usefixtures("rest_wire")  # reads the model calls as REST actions
 def test_the_clients_own_span_is_not_counted_again(
     spans: InMemorySpanExporter, fake: FakeLLMServer, run_async: RunAsync, api: DevServer,
     tracker: ConversationTracker,

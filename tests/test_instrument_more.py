@@ -409,6 +409,7 @@ def test_the_modules_load_without_the_libraries(tmp_path: Path) -> None:
     assert json.loads(result.stdout) == [["groq >= 0.13, < 2"], ["mistralai >= 1.2, < 4"], ["ollama >= 0.4, < 0.7"]]
 
 
+@pytest.mark.usefixtures("rest_wire")  # reads the model calls as REST actions
 def test_a_turn_counts_the_calls_to_all_three(
     spans: InMemorySpanExporter, groq_client: groq.Groq, mistral_client: mistral.Mistral,
     ollama_client: ollama.Client, api: DevServer, tracker: ConversationTracker,

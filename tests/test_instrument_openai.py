@@ -218,6 +218,7 @@ def test_no_state_left_per_call(
     assert router._model_calls._in_turn == {}, "no span is remembered once it ended"
 
 
+@pytest.mark.usefixtures("rest_wire")  # reads the model calls as REST actions
 def test_calls_in_a_turn_count_in_it(
     spans: InMemorySpanExporter, client: openai.OpenAI, fake: FakeLLMServer, api: DevServer,
     tracker: ConversationTracker,
@@ -252,6 +253,7 @@ def test_calls_in_a_turn_count_in_it(
     assert len(spans.get_finished_spans()) == 1, "only the call outside the turn went to the app's provider"
 
 
+@pytest.mark.usefixtures("rest_wire")  # reads the model calls as REST actions
 def test_other_instrumentations_count_once_and_nested_spans_not_again(
     api: DevServer, fake: FakeLLMServer, tmp_path: Path
 ) -> None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 from agentsight.dev import DevServer
 from agentsight.dev.local_llm import FakeLLMServer
 from tests.conftest import API_KEY, bodies, run_script
+
+pytestmark = pytest.mark.usefixtures("rest_wire")  # these tests read model calls as REST actions
 
 APP = """
 import anthropic, openai

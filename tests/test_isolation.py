@@ -1,4 +1,7 @@
-"""The current conversation lives in the OTel context: threads and tasks never mix conversations."""
+"""The current conversation lives in the OTel context: threads and tasks never mix conversations.
+
+Each test runs on both wires and checks what the local AgentSight stored.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import asyncio
 import contextvars
 import random
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -13,19 +17,22 @@ import pytest
 from agentsight import ConversationTracker
 from agentsight.dev import DevServer
 from agentsight.exceptions import MissingConversationIdException
-from tests.conftest import bodies
+from tests.conftest import stored_messages
 
 WORKERS = 32
 
 
+@pytest.fixture(params=["ingest", "rest"])
+def tracker(make_tracker: Callable[..., ConversationTracker], request: pytest.FixtureRequest) -> ConversationTracker:
+    """A tracker delivering to the local API on each wire."""
+    return make_tracker(protocol=request.param)
+
+
 def _assert_unmixed(api: DevServer) -> None:
-    tracked = bodies(api, "/api/track/")
-    assert len(tracked) == WORKERS * 2, "every message arrived"
-    ids = {c["conversation_id"]: c["id"] for c in api.conversations.values()}
-    for body in tracked:
-        owner = body["content"].split(":")[0]
-        assert body["conversation_id"] == owner, f"{body['content']} filed under {body['conversation_id']}"
-        assert body["conversation"] == ids[owner]
+    stored = stored_messages(api)
+    assert len(stored) == WORKERS * 2, "every message arrived"
+    for conversation_id, content in stored:
+        assert content.split(":")[0] == conversation_id, f"{content} filed under {conversation_id}"
 
 
 def test_32_threads_with_think_time(api: DevServer, tracker: ConversationTracker) -> None:
@@ -95,7 +102,7 @@ def test_a_turn_abandoned_by_its_context_is_still_sent(
     with pytest.raises(RuntimeError):
         contextvars.copy_context().run(handler_that_raises)
     assert tracker.flush(10)["complete"]
-    assert [b["content"] for b in bodies(api, "/api/track/")] == ["asked before the handler failed"]
+    assert stored_messages(api) == [("conv-abandoned", "asked before the handler failed")]
 
 
 def test_a_reused_thread_sends_the_turn_a_failed_request_left_open(
@@ -114,7 +121,7 @@ def test_a_reused_thread_sends_the_turn_a_failed_request_left_open(
         pool.submit(failed_request).result()
         pool.submit(next_request).result()
     tracker.flush(10)
-    assert sorted((b["conversation_id"], b["content"]) for b in bodies(api, "/api/track/")) == [
+    assert sorted(stored_messages(api)) == [
         ("conv-failed", "conv-failed:question"), ("conv-next", "conv-next:question")]
 
 
@@ -134,5 +141,5 @@ def test_a_task_opening_a_conversation_does_not_change_its_parents(
 
     asyncio.run(parent())
     tracker.flush(10)
-    assert {b["content"]: b["conversation_id"] for b in bodies(api, "/api/track/")} == {
+    assert {content: conversation_id for conversation_id, content in stored_messages(api)} == {
         "conv-child:question": "conv-child", "conv-parent:question": "conv-parent"}

@@ -15,6 +15,8 @@ import pytest
 from agentsight.dev import DevServer
 from tests.conftest import API_KEY, bodies, run_script
 
+pytestmark = pytest.mark.usefixtures("rest_wire")  # these tests read the REST wire's payloads
+
 SEED_FLOW = """
     tracker.initialize_conversation("conv-1", customer_id="user-7", metadata={"page_url": "https://x.test"})
     tracker.get_or_create_conversation("conv-1", customer_id="user-7")

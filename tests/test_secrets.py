@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from agentsight import AgentSightSpanExporter, ConversationTracker
 from agentsight.dev import CannedResponse, DevServer
 from tests.conftest import API_KEY, run_script
@@ -11,7 +13,8 @@ from tests.conftest import API_KEY, run_script
 SECRET_PART = API_KEY[4:36]
 
 
-def test_key_absent_from_every_log_line_and_span(api: DevServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("protocol", "refusal"), [("rest", "rejected"), ("ingest", "refused the API key")])
+def test_key_absent_from_every_log_line_and_span(api: DevServer, tmp_path: Path, protocol: str, refusal: str) -> None:
     api.inject(CannedResponse(401, b'{"detail": "Invalid API key."}'), CannedResponse(500), CannedResponse(429))
     result = run_script(tmp_path, """
     import logging
@@ -36,11 +39,11 @@ def test_key_absent_from_every_log_line_and_span(api: DevServer, tmp_path: Path)
     except Exception as error:
         print(repr(error), error)
     """, {"AGENTSIGHT_API_KEY": API_KEY, "AGENTSIGHT_API_ENDPOINT": api.url, "AGENTSIGHT_LOG_LEVEL": "DEBUG",
-          "PYTHONPATH": str(Path.cwd())})
+          "AGENTSIGHT_PROTOCOL": protocol, "PYTHONPATH": str(Path.cwd())})
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     assert "agentsight.conversation" in output, "the spans were printed"
-    assert "rejected" in output and "HTTP 401" in output, "the failures were logged"
+    assert refusal in output and "HTTP 401" in output, "the failures were logged"
     assert SECRET_PART not in output
     assert "f" * 31 not in output
 

@@ -23,6 +23,8 @@ from agentsight.exceptions import (
 )
 from tests.conftest import API_KEY, bodies
 
+pytestmark = pytest.mark.usefixtures("rest_wire")  # these tests read the REST wire's payloads
+
 
 @pytest.mark.parametrize("content", ["", "   ", None, 42])
 def test_empty_question_and_answer(tracker: ConversationTracker, content: object) -> None:

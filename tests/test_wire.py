@@ -11,6 +11,8 @@ from agentsight import ConversationTracker
 from agentsight.dev import DevServer
 from tests.conftest import bodies
 
+pytestmark = pytest.mark.usefixtures("rest_wire")  # these tests read the REST wire's payloads
+
 
 def _iso(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
