@@ -52,7 +52,8 @@ FLOW = """
 def upstream_python() -> Path:
     """The cached venv's interpreter with ``agentsight==0.1.4``, created on first use."""
     python = VENV / "bin" / "python"
-    probe = [str(python), "-c", f"import importlib.metadata as m; assert m.version('agentsight') == '{UPSTREAM_VERSION}'"]
+    check = f"import importlib.metadata as m; assert m.version('agentsight') == '{UPSTREAM_VERSION}'"
+    probe = [str(python), "-c", check]
     if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return python
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
