@@ -99,7 +99,9 @@ def post_item(call: Call, path: str, conversation: int, **fields: Any) -> dict[s
 
 
 @pytest.mark.parametrize("protocol", ["ingest", "rest"])
-def test_tracker_flow_is_stored(make_dev_tracker: Callable[..., ConversationTracker], call: Call, protocol: str) -> None:
+def test_tracker_flow_is_stored(
+    make_dev_tracker: Callable[..., ConversationTracker], call: Call, protocol: str
+) -> None:
     tracker = make_dev_tracker(protocol)
     tracker.initialize_conversation("conv-1", customer_id="user-7", device="desktop", source="web",
                                     language="en-US", metadata={"page_url": "https://shop.example/"})
