@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: test demo bench bench-llm bench-bridge clean
+.PHONY: test demo bench bench-llm bench-bridge bench-wan clean
 
 $(VENV)/.test: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench-llm: $(VENV)/.test
 
 bench-bridge: $(VENV)/.test
 	$(PY) bench/bridge_ingest.py $(ARGS)
+
+bench-wan: $(VENV)/.test
+	$(PY) bench/wan.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) bench/.upstream-venv bench/.official-venv
