@@ -14,12 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from agentsight import ConversationTracker
 from agentsight.dev import CannedResponse, DevServer
+from agentsight.dev.local_llm import FakeLLMServer
 from agentsight.exceptions import ConfigurationError
-from tests.conftest import API_KEY, QUICK_RETRIES
+from agentsight.instrumentation.openai import OpenAIInstrumentor
+from tests.conftest import API_KEY, QUICK_RETRIES, instrumented
 
 GOLDEN = Path(__file__).parent / "golden" / "upstream-0.1.4"
 FIELDS = {
@@ -277,3 +280,41 @@ def test_a_seed_turn_means_the_same_on_both_wires(make_tracker: Callable[..., Co
     assert [content for _, content, _ in turn["messages"]] == [
         "Hello, I need help", "This is a sample response", "And a refund?"]
     assert stats["tokens"]["prompt_tokens"] == 110 and stats["tokens"]["embedding_tokens"] == 3
+
+
+LLM_KEYS_NOT_YET_RECORDED = {"agentsight.llm.cache_read_tokens", "agentsight.llm.reasoning_tokens",
+                             "agentsight.llm.streaming"}
+"""Upstream records these from the provider's usage details; our instrumentation does not read them yet."""
+
+
+def test_model_calls_are_llm_spans_shaped_as_upstreams(
+    api: DevServer, make_tracker: Callable[..., ConversationTracker], fake: FakeLLMServer
+) -> None:
+    with instrumented(OpenAIInstrumentor):
+        client = openai.OpenAI(base_url=fake.openai_base_url, api_key="test", max_retries=0)
+        tracker = make_tracker(protocol="ingest")
+        tracker.get_or_create_conversation("conv-llm", **FIELDS)  # type: ignore[arg-type]
+        tracker.track_question("Where is my order?")
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        for _ in client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+                                                stream=True, stream_options={"include_usage": True}):
+            pass
+        tracker.track_answer("It ships today.")
+        tracker.send_tracked_data()
+        assert tracker.flush(10)["complete"]
+
+    def llm_spans(documents: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        spans = [span for document in documents for block in document["conversations"] for span in block["spans"]]
+        return [(span["name"], span["parent_span_id"] is not None, span["otel"]["span_kind"],
+                 sorted(set(span["attributes"]) - LLM_KEYS_NOT_YET_RECORDED))
+                for span in spans if span["kind"] == "llm"]
+
+    ours, theirs = llm_spans(ingest_documents(api)), llm_spans(golden_documents("llm_call"))
+    assert [(name, child, keys) for name, child, _, keys in ours] == [
+        (name, child, keys) for name, child, _, keys in theirs]
+    assert {kind for _, _, kind, _ in ours} == {"CLIENT"}, "a model call is a client span, as GenAI conventions say"
+    usage = [span["attributes"] for request in api.accepted("/api/ingest/") for block in request.body["conversations"]
+             for span in block["spans"] if span["kind"] == "llm"]
+    assert all(u["gen_ai.usage.input_tokens"] > 0 and u["gen_ai.usage.output_tokens"] > 0 for u in usage)
+    assert not any(span["name"] == "token_usage" for request in api.accepted("/api/ingest/")
+                   for block in request.body["conversations"] for span in block["spans"]), "not counted twice"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agentsight.dev import DevServer
-from tests.conftest import API_KEY, bodies, run_script
+from tests.conftest import API_KEY, bodies, run_script, stored_messages
 
 pytestmark = pytest.mark.usefixtures("rest_wire")  # these tests read the REST wire's payloads
 
@@ -184,6 +184,27 @@ def test_opentelemetry_instrument_delivers_exactly_once(
     assert [r.path for r in api.accepted()] == SEED_PATHS, "each payload exactly once"
     exported = b"".join(otlp.bodies)
     assert b"agentsight.conversation" in exported and b"Hello, I need help" in exported
+
+
+def test_opentelemetry_instrument_on_the_ingest_wire_delivers_exactly_once(
+    api: DevServer, otlp: _OtlpSink, tmp_path: Path
+) -> None:
+    instrument = str(Path(sys.executable).parent / "opentelemetry-instrument")
+    result = run_script(tmp_path, """
+    from agentsight import ConversationTracker
+    tracker = ConversationTracker()
+    """ + SEED_FLOW, _env(
+        api, OTEL_TRACES_EXPORTER="otlp,agentsight", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none",
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=otlp.url,
+        AGENTSIGHT_PROTOCOL="ingest",
+    ), args=(instrument,))
+    assert result.returncode == 0, result.stderr
+    assert not api.accepted("/api/track/"), "nothing on the REST wire"
+    spans = [span for request in api.accepted("/api/ingest/") for block in request.body["conversations"]
+             for span in block["spans"]]
+    assert sorted(span["kind"] for span in spans) == ["button", "conversation", "llm", "turn"], "each span once"
+    assert stored_messages(api) == [("conv-1", "Hello, I need help"), ("conv-1", "This is a sample response")]
+    assert b"Hello, I need help" in b"".join(otlp.bodies)
 
 
 def test_direct_export_off_sends_nothing_itself(api: DevServer, otlp: _OtlpSink, tmp_path: Path) -> None:
