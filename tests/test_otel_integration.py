@@ -168,9 +168,8 @@ def test_ready_instance_and_seed_imports(api: DevServer, tmp_path: Path) -> None
     assert [b["content"] for b in bodies(api, "/api/track/")] == ["from the ready instance"]
 
 
-def test_opentelemetry_instrument_delivers_exactly_once(
-    api: DevServer, otlp: _OtlpSink, tmp_path: Path
-) -> None:
+def _instrumented_seed_flow(api: DevServer, otlp: _OtlpSink, tmp_path: Path, **env: str) -> None:
+    """The seed flow under ``opentelemetry-instrument`` with ``OTEL_TRACES_EXPORTER=otlp,agentsight``."""
     instrument = str(Path(sys.executable).parent / "opentelemetry-instrument")
     result = run_script(tmp_path, """
     from agentsight import ConversationTracker
@@ -178,9 +177,15 @@ def test_opentelemetry_instrument_delivers_exactly_once(
     """ + SEED_FLOW, _env(
         api, OTEL_TRACES_EXPORTER="otlp,agentsight", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none",
         OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=otlp.url,
-        OTEL_SERVICE_NAME="widget",
+        OTEL_SERVICE_NAME="widget", **env,
     ), args=(instrument,))
     assert result.returncode == 0, result.stderr
+
+
+def test_opentelemetry_instrument_delivers_exactly_once(
+    api: DevServer, otlp: _OtlpSink, tmp_path: Path
+) -> None:
+    _instrumented_seed_flow(api, otlp, tmp_path)
     assert [r.path for r in api.accepted()] == SEED_PATHS, "each payload exactly once"
     exported = b"".join(otlp.bodies)
     assert b"agentsight.conversation" in exported and b"Hello, I need help" in exported
@@ -189,16 +194,7 @@ def test_opentelemetry_instrument_delivers_exactly_once(
 def test_opentelemetry_instrument_on_the_ingest_wire_delivers_exactly_once(
     api: DevServer, otlp: _OtlpSink, tmp_path: Path
 ) -> None:
-    instrument = str(Path(sys.executable).parent / "opentelemetry-instrument")
-    result = run_script(tmp_path, """
-    from agentsight import ConversationTracker
-    tracker = ConversationTracker()
-    """ + SEED_FLOW, _env(
-        api, OTEL_TRACES_EXPORTER="otlp,agentsight", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none",
-        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=otlp.url,
-        AGENTSIGHT_PROTOCOL="ingest",
-    ), args=(instrument,))
-    assert result.returncode == 0, result.stderr
+    _instrumented_seed_flow(api, otlp, tmp_path, AGENTSIGHT_PROTOCOL="ingest")
     assert not api.accepted("/api/track/"), "nothing on the REST wire"
     spans = [span for request in api.accepted("/api/ingest/") for block in request.body["conversations"]
              for span in block["spans"]]
