@@ -22,7 +22,7 @@ DEFAULT_ENDPOINT = "https://api.agentsight.io"
 ENVIRONMENTS = ("production", "development")
 PROTOCOLS = ("ingest", "rest")
 """The wires: ``ingest`` (span batches to ``POST /api/ingest/``, as upstream 0.1.x) and ``rest`` (0.0.x endpoints)."""
-DEFAULT_CONCURRENCY = {"ingest": 4, "rest": 32}
+DEFAULT_CONCURRENCY = {"ingest": 4, "rest": 64}
 """Requests in flight at once per protocol: a REST turn is several sequential round trips per conversation."""
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
