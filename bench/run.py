@@ -131,6 +131,9 @@ def run_worker(side: Side, workload: str, endpoint: str, **params: Any) -> dict[
     """Run one workload in a fresh interpreter of ``side``; its stderr (the SDK's log) goes to /dev/null."""
     print(f"  {workload} {json.dumps(params)} ({side.name})", file=sys.stderr, flush=True)
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("AGENTSIGHT_", "OTEL_"))}
+    # Both SDKs speak the 0.0.x REST wire here (upstream 0.0.18 knows no other), so the API's accepted requests
+    # are the payloads counted; the ingest wire is measured by bench/wan.py.
+    environment["AGENTSIGHT_PROTOCOL"] = "rest"
     completed = subprocess.run(
         [str(side.python), "-I", str(WORKLOAD), workload, endpoint, json.dumps(params)],
         stdout=subprocess.PIPE,

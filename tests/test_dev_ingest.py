@@ -313,3 +313,15 @@ def test_latency_lets_concurrent_requests_overlap() -> None:
         assert statuses == [200] * 10
         assert server.max_in_flight == 10, "all ten were held by the latency at the same time"
         assert len(server.wait_for(10, timeout=1, path="/api/me/")) == 10
+
+
+def test_an_unexpected_error_is_logged_and_answered_500(dev: DevServer, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    def broken(environment: str | None = None) -> dict[str, Any]:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(dev.store, "stats", broken)
+    answer = httpx.get(f"{dev.url}/api/stats/", headers=AUTH)
+    assert (answer.status_code, answer.json()) == (500, {"detail": "Internal error."})
+    assert any("disk on fire" in (record.exc_text or "") for record in caplog.records)
+    assert dev.requests[-1].status == 500

@@ -1,4 +1,4 @@
-"""Standard-library HTTP servers run in the background (local API, stand-in model, agentsight dev) and their replies."""
+"""Standard-library HTTP servers run in the background (the stand-in model) and their replies (also the bridge's)."""
 
 from __future__ import annotations
 

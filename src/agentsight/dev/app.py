@@ -11,16 +11,18 @@ unexpected error is logged and answered 500 ``{"detail": "Internal error."}``. `
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentsight.config import API_KEY_PATTERN
 from agentsight.dev import ingest, rest
@@ -80,18 +82,7 @@ def create_app(store: DevStore, *, role: str = "write", capabilities: Sequence[s
     me = MeAnswer(role=role, agent_id=1, agent_name="agentsight dev", environments=ENVIRONMENTS,
                   capabilities=list(capabilities))
 
-    @app.middleware("http")
-    async def authorize_and_guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if request.url.path.startswith("/api/"):
-            refused = _refusal(request.headers.get("authorization", ""))
-            if refused is not None:
-                return JSONResponse(refused, 403 if request.url.path == INGEST_PATH else 401)
-        try:
-            return await call_next(request)
-        except Exception:
-            logger.exception("agentsight dev: %s %s failed", request.method, request.url.path)
-            return JSONResponse({"detail": "Internal error."}, 500)
-
+    app.add_middleware(_AuthorizeAndGuard)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(InvalidBlocks, _invalid_blocks)
     app.add_exception_handler(HTTPException, _http_error)
@@ -109,24 +100,23 @@ def create_app(store: DevStore, *, role: str = "write", capabilities: Sequence[s
         return {"status": "ok"}
 
     @app.post(PATHS["conversation"], status_code=201, openapi_extra=_rest_body(PATHS["conversation"]))
-    async def post_conversation(request: Request) -> dict[str, Any]:
+    async def post_conversation(request: Request) -> JSONResponse:
         """Get-or-create a conversation by ``conversation_id`` (WIRE.md); answers it with its server ``id``."""
         body, _ = await _decoded(request)
         clean = rest.validated(PATHS["conversation"], body)
-        return await run_in_threadpool(store.upsert_conversation, clean)
+        return JSONResponse(store.upsert_conversation(clean), 201)
 
-    async def post_item(request: Request) -> dict[str, Any]:
+    async def post_item(request: Request) -> JSONResponse:
         path = request.url.path
         body, files = await _decoded(request)
         clean = rest.validated(path, body)
         stored, usage = rest.item(rest.ITEM_KINDS[path], clean, files)
         try:
-            item_id = await run_in_threadpool(store.add_item, rest.ITEM_KINDS[path], clean["conversation"],
-                                              clean["timestamp"], stored, usage)
+            item_id = store.add_item(rest.ITEM_KINDS[path], clean["conversation"], clean["timestamp"], stored, usage)
         except UnknownConversationError:
             raise rest.field_error(
                 "conversation", f'Invalid pk "{clean["conversation"]}" - object does not exist.') from None
-        return {"id": item_id, "conversation": clean["conversation"], **stored}
+        return JSONResponse({"id": item_id, "conversation": clean["conversation"], **stored}, 201)
 
     for path, kind in rest.ITEM_KINDS.items():
         app.add_api_route(path, post_item, methods=["POST"], status_code=201, openapi_extra=_rest_body(path),
@@ -136,7 +126,7 @@ def create_app(store: DevStore, *, role: str = "write", capabilities: Sequence[s
     async def post_ingest(request: Request) -> IngestAnswer:
         """Store a document of conversation blocks and their spans (plain JSON or ``Content-Encoding: gzip``)."""
         raw = await _body(request)
-        document_bytes = ingest.inflate(raw, request.headers.get("content-encoding", ""))
+        document_bytes = await run_in_threadpool(ingest.inflate, raw, request.headers.get("content-encoding", ""))
         document = await run_in_threadpool(ingest.load_document, document_bytes)
         setattr(request.state, RECEIVED, (document, {}))
         blocks = await run_in_threadpool(ingest.validate_document, document)
@@ -176,6 +166,39 @@ def create_app(store: DevStore, *, role: str = "write", capabilities: Sequence[s
         return await run_in_threadpool(store.stats, environment or None)
 
     return app
+
+
+class _AuthorizeAndGuard:
+    """ASGI middleware: refuses ``/api/`` requests without a well-formed key, and answers an exception that
+    escaped a route 500 ``{"detail": "Internal error."}`` (logged) instead of dropping the connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path.startswith("/api/"):
+            refused = _refusal(Headers(scope=scope).get("authorization", ""))
+            if refused is not None:
+                await JSONResponse(refused, 403 if path == INGEST_PATH else 401)(scope, receive, send)
+                return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            logger.exception("agentsight dev: %s %s failed", scope["method"], path)
+            if started:
+                raise
+            await JSONResponse({"detail": "Internal error."}, 500)(scope, receive, send)
 
 
 def _refusal(authorization: str) -> dict[str, str] | None:

@@ -13,13 +13,14 @@ import asyncio
 import socket
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import Request, Response
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentsight.dev.app import RECEIVED, create_app
 from agentsight.dev.rest import Files
@@ -135,7 +136,7 @@ class DevServer:
         self._canned: deque[CannedResponse] = deque()
         self._lock = threading.Condition()
         self._app = create_app(self.store, role=role, capabilities=capabilities)
-        self._app.middleware("http")(self._record)
+        self._app.add_middleware(_Recorder, server=self)
         self._uvicorn: _Uvicorn | None = None
         self._thread: threading.Thread | None = None
 
@@ -198,34 +199,67 @@ class DevServer:
             self._lock.wait_for(lambda: len(self.accepted(path)) >= count, timeout)
         return self.accepted(path)
 
-    async def _record(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        path = request.url.path
-        if not path.startswith("/api/"):
-            return await call_next(request)
-        headers = {name.lower(): value for name, value in request.headers.items()} if self.record else {}
-        entry = ReceivedRequest(path, headers, {}, method=request.method)
+    def _begin(self, scope: Scope) -> tuple[ReceivedRequest, CannedResponse | None]:
+        """Record an arriving ``/api/`` request and take the canned answer meant for it, if any."""
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        entry = ReceivedRequest(scope["path"], headers if self.record else {}, {}, method=scope["method"])
         with self._lock:
             self.requests.append(entry)
-            canned = next((answer for answer in self._canned if answer.path in (None, path)), None)
+            canned = next((answer for answer in self._canned if answer.path in (None, entry.path)), None)
             if canned is not None:
                 self._canned.remove(canned)
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        return entry, canned
+
+    def _end(self, entry: ReceivedRequest, status: int, scope: Scope) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            entry.status = status
+            if self.record:
+                entry.body, entry.files = scope.get("state", {}).get(RECEIVED, ({}, {}))
+            self._lock.notify_all()
+
+
+class _Recorder:
+    """ASGI middleware of a :class:`DevServer`: records ``/api/`` requests, adds latency, answers canned responses."""
+
+    def __init__(self, app: ASGIApp, server: DevServer) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        server = self.server
+        entry, canned = server._begin(scope)
+        status, ended = 500, False
+
+        def end() -> None:
+            nonlocal ended
+            if not ended:
+                ended = True
+                server._end(entry, status, scope)
+
+        async def recording_send(message: Message) -> None:
+            # The record is complete before the last byte leaves: a client that got its answer finds it.
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                end()
+            await send(message)
+
         try:
-            if self.latency:
-                await asyncio.sleep(self.latency)
+            if server.latency:
+                await asyncio.sleep(server.latency)
             if canned is None:
-                response = await call_next(request)
+                await self.app(scope, receive, recording_send)
             else:
                 await asyncio.sleep(canned.delay)
                 extra = {"Retry-After": canned.retry_after} if canned.retry_after else {}
-                response = Response(canned.body, canned.status, extra, media_type="application/json")
+                await Response(canned.body, canned.status, extra, media_type="application/json")(
+                    scope, receive, recording_send)
         finally:
-            with self._lock:
-                self._in_flight -= 1
-        with self._lock:
-            entry.status = response.status_code
-            if self.record:
-                entry.body, entry.files = getattr(request.state, RECEIVED, ({}, {}))
-            self._lock.notify_all()
-        return response
+            end()
