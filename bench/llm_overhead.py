@@ -419,6 +419,7 @@ class WorkerProcess:
         self.stderr: IO[str] = tempfile.TemporaryFile("w+")
         environment = {key: value for key, value in os.environ.items() if not key.startswith(("AGENTSIGHT_", "OTEL_"))}
         environment["AGENTSIGHT_AUTO_INSTRUMENT"] = "false"  # the worker instruments explicitly
+        environment["AGENTSIGHT_PROTOCOL"] = "rest"  # a model call in a turn is counted as its action log
         self.process = subprocess.Popen(
             [str(run.python), "-I", str(Path(__file__).resolve()), "--worker", run.variant, json.dumps(params)],
             stdin=subprocess.PIPE,
