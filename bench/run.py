@@ -79,7 +79,8 @@ QUICK = Counts(
 
 
 Run = tuple[dict[str, Any], int]
-"""A workload's result and how many requests the local API accepted during it."""
+"""A workload's result and how many of its items (questions, answers, buttons) the local API stored."""
+ITEMS_PER_TURN = 3
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ class Side:
     name: str
     python: Path
     package_root: Path
+    protocol: str | None = None
+    """``AGENTSIGHT_PROTOCOL`` for the workers (``None``: the SDK's default)."""
 
 
 @dataclass(frozen=True)
@@ -131,9 +134,8 @@ def run_worker(side: Side, workload: str, endpoint: str, **params: Any) -> dict[
     """Run one workload in a fresh interpreter of ``side``; its stderr (the SDK's log) goes to /dev/null."""
     print(f"  {workload} {json.dumps(params)} ({side.name})", file=sys.stderr, flush=True)
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("AGENTSIGHT_", "OTEL_"))}
-    # Both SDKs speak the 0.0.x REST wire here (upstream 0.0.18 knows no other), so the API's accepted requests
-    # are the payloads counted; the ingest wire is measured by bench/wan.py.
-    environment["AGENTSIGHT_PROTOCOL"] = "rest"
+    if side.protocol is not None:
+        environment["AGENTSIGHT_PROTOCOL"] = side.protocol
     completed = subprocess.run(
         [str(side.python), "-I", str(WORKLOAD), workload, endpoint, json.dumps(params)],
         stdout=subprocess.PIPE,
@@ -152,10 +154,14 @@ def run_worker(side: Side, workload: str, endpoint: str, **params: Any) -> dict[
 
 
 def on_server(side: Side, workload: str, latency: float = 0.0, **params: Any) -> Run:
-    """Run a workload against a fresh local API; also returns how many requests the API accepted."""
+    """Run a workload against a fresh local API; also returns how many of its items the API stored.
+
+    Counted in the store, so both wires (and both SDKs) are checked alike: what reached the dashboard.
+    """
     with DevServer(latency=latency, record=False) as server:
         result = run_worker(side, workload, server.url, **params)
-        return result, len(server.accepted())
+        details = [server.store.get_conversation(c["id"]) or {} for c in server.store.all_conversations()]
+        return result, sum(len(d.get("messages", ())) + len(d.get("buttons", ())) for d in details)
 
 
 @contextmanager
@@ -180,15 +186,15 @@ def ratio(ours: float, upstream: float) -> str:
 
 
 def delivered_row(what: str, ours: list[Run], upstream: list[Run], turns: int) -> Row:
-    """Whether the API accepted every payload of ``turns`` turns in each run (ours counted after ``flush()``)."""
-    expected = turns * PAYLOADS_PER_TURN
+    """Whether the API stored every item of ``turns`` turns in each run (ours counted after ``flush()``)."""
+    expected = turns * ITEMS_PER_TURN
 
     def tally(runs: list[Run]) -> tuple[int, int, int]:
         return sum(accepted for _, accepted in runs), sum(result["failed"] for result, _ in runs), expected * len(runs)
 
     def cell(runs: list[Run]) -> str:
         accepted, failed, total = tally(runs)
-        return f"{accepted:,}/{total:,} accepted, {failed} failed"
+        return f"{accepted:,}/{total:,} stored, {failed} failed"
 
     accepted, failed, total = tally(ours)
     return Row(what, cell(ours), cell(upstream), "", f"all {total:,}", accepted == total and failed == 0)
@@ -228,19 +234,24 @@ def send_wait_rows(ours: Side, upstream: Side, counts: Counts) -> list[Row]:
             "≤ 0.01× (≥ 100× shorter)",
             wait_mine * 100 <= wait_theirs,
         ),
-        delivered_row("(b) payloads delivered", [mine], [theirs], turns),
+        delivered_row("(b) items stored", [mine], [theirs], turns),
     ]
 
 
 def throughput_rows(ours: Side, upstream: Side, counts: Counts) -> tuple[list[Row], list[str]]:
-    """(c) Payloads per second into a local API with no added latency, distinct conversations; median of runs."""
+    """(c) Payloads per second into a local API with no added latency, distinct conversations; median of runs.
+
+    Ours on its default wire (ingest) against upstream; ours on the REST wire too, upstream's own wire.
+    """
     turns, repeats = counts.throughput_turns, counts.throughput_repeats
-    runs: dict[str, list[Run]] = {ours.name: [], upstream.name: []}
-    for _ in range(repeats):  # alternate the SDKs so drift in the machine's state touches both alike
-        for side in (ours, upstream):
+    ours_rest = Side("ours (rest)", ours.python, ours.package_root, "rest")
+    runs: dict[str, list[Run]] = {ours.name: [], ours_rest.name: [], upstream.name: []}
+    for _ in range(repeats):  # alternate the SDKs so drift in the machine's state touches all alike
+        for side in (ours, ours_rest, upstream):
             runs[side.name].append(on_server(side, "throughput", turns=turns))
     rates = {name: [result["payloads_per_s"] for result, _ in side_runs] for name, side_runs in runs.items()}
     mine, theirs = statistics.median(rates[ours.name]), statistics.median(rates[upstream.name])
+    mine_rest = statistics.median(rates[ours_rest.name])
     rows = [
         Row(
             f"(c) delivery throughput, {turns} turns × {PAYLOADS_PER_TURN} payloads (payloads/s), median of {repeats}",
@@ -250,7 +261,16 @@ def throughput_rows(ours: Side, upstream: Side, counts: Counts) -> tuple[list[Ro
             "≥ 3×",
             mine >= 3 * theirs,
         ),
-        delivered_row("(c) payloads delivered", runs[ours.name], runs[upstream.name], turns),
+        delivered_row("(c) items stored", runs[ours.name], runs[upstream.name], turns),
+        Row(
+            f"(c) the same on the REST wire (`AGENTSIGHT_PROTOCOL=rest`), payloads/s, median of {repeats}",
+            f"{mine_rest:,.0f}",
+            f"{theirs:,.0f}",
+            ratio(mine_rest, theirs),
+            "",
+            None,
+        ),
+        delivered_row("(c) items stored on the REST wire", runs[ours_rest.name], runs[upstream.name], turns),
     ]
     note = "(c) each run (payloads/s): " + "; ".join(
         f"{name} {', '.join(f'{rate:,.0f}' for rate in side_rates)}" for name, side_rates in rates.items()
