@@ -249,7 +249,7 @@ def _meaning(api: DevServer, conversation_id: str) -> dict[str, Any]:
         "messages": [(m["sender"], m["content"], m["metadata"]) for m in detail["messages"]],
         "buttons": [(b["button_event"], b["label"], b["value"], b["metadata"]) for b in detail["buttons"]],
         "actions": [(a["action_name"], a["tools_used"], a["response"], a["error_msg"], a["metadata"])
-                    for a in detail["actions"] if not a["action_name"].endswith("token_usage")],
+                    for a in detail["actions"]],
         "tokens": detail["tokens"],
     }
 

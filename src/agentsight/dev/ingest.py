@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentsight.dev.models import ConversationBlock, IngestDocument, IngestSpan, drf_errors, validate_blocks
-from agentsight.dev.rest import ApiError, load_json
+from agentsight.dev.rest import TOKEN_USAGE_ACTION, ApiError, load_json
 from agentsight.dev.store import DevStore, StoreWriter, utc_iso
 
 MAX_INFLATED_BYTES = 64 * 1024 * 1024
@@ -158,7 +158,14 @@ def _llm(writer: StoreWriter, conversation: int, conversation_id: str, span: Ing
     system = _text(attributes.get("gen_ai.system") or attributes.get("gen_ai.provider.name")) or "unknown"
     model = _text(attributes.get("gen_ai.request.model") or attributes.get("gen_ai.response.model")) or span.name
     usage = {key: _count(attributes.get(attribute)) for key, attribute in LLM_USAGE.items()}
-    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    usage["total_tokens"] = max(usage["prompt_tokens"] + usage["completion_tokens"],
+                                _count(attributes.get("agentsight.llm.total_tokens")))
+    if span.name == TOKEN_USAGE_ACTION and "gen_ai.request.model" not in attributes:
+        # The sums of the seed API's track_token_usage(): shown as the REST wire's token_usage action is.
+        _action(writer, conversation, conversation_id, span, TOKEN_USAGE_ACTION, error=None, usage=usage,
+                metadata={key: usage[key] for key in ("prompt_tokens", "completion_tokens", "total_tokens",
+                                                      "embedding_tokens")})
+        return
     _action(writer, conversation, conversation_id, span, f"{operation} {system}/{model}",
             error=attributes.get("agentsight.llm.error"),
             metadata={"provider": system, "operation": operation, "model": model,
