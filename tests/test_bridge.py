@@ -39,7 +39,7 @@ from agentsight.bridge.server import DEFAULT_MAX_BODY_BYTES, Bridge, parse_otlp_
 from agentsight.config import DeliverySettings, Settings
 from agentsight.dev import DevServer
 from agentsight.spans import semconv as sc
-from tests.conftest import API_KEY, QUICK_RETRIES, bodies, run_script
+from tests.conftest import API_KEY, QUICK_RETRIES, bodies, run_script, stored_messages
 from tests.test_ingest_wire import ingest_documents, shape
 from tests.test_otel_integration import SEED_FLOW, SEED_PATHS
 
@@ -459,10 +459,12 @@ def test_cli_without_api_key_exits_with_one_line() -> None:
                                                   "(the bridge delivers with it)"]
 
 
-def test_cli_serves_until_sigterm(api: DevServer) -> None:
+@pytest.mark.parametrize(("flags", "wire_path"), [((), "/api/track/"), (("--protocol", "ingest"), "/api/ingest/")])
+def test_cli_serves_until_sigterm(api: DevServer, flags: tuple[str, ...], wire_path: str) -> None:
+    """``AGENTSIGHT_PROTOCOL`` (rest here) picks the wire, and ``--protocol`` wins over it."""
     http_port, grpc_port = free_port(), free_port()
     bridge = subprocess.Popen(
-        [str(BIN / "agentsight"), "bridge", "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
+        [str(BIN / "agentsight"), "bridge", "--http-port", str(http_port), "--grpc-port", str(grpc_port), *flags],
         env={**os.environ, "AGENTSIGHT_API_KEY": API_KEY, "AGENTSIGHT_API_ENDPOINT": api.url},
         stderr=subprocess.PIPE, text=True,
     )
@@ -477,7 +479,18 @@ def test_cli_serves_until_sigterm(api: DevServer) -> None:
     finally:
         bridge.kill()
     assert bridge.returncode == 0, stderr
-    assert [b["content"] for b in bodies(api, "/api/track/")] == ["from the CLI"], "delivered before exiting"
+    assert stored_messages(api) == [("conv-cli", "from the CLI")], "delivered before exiting"
+    assert api.accepted(wire_path), f"delivered on {wire_path}"
+
+
+def test_cli_refuses_an_unknown_protocol() -> None:
+    environment = {**os.environ, "AGENTSIGHT_API_KEY": API_KEY, "AGENTSIGHT_PROTOCOL": "soap"}
+    done = subprocess.run([str(BIN / "agentsight"), "bridge"], env=environment, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 2 and "AGENTSIGHT_PROTOCOL='soap' is not a protocol" in done.stderr
+    flagged = subprocess.run([str(BIN / "agentsight"), "bridge", "--protocol", "soap"], env=environment,
+                             capture_output=True, text=True, timeout=30)
+    assert flagged.returncode == 2 and "invalid choice: 'soap'" in flagged.stderr
 
 
 @pytest.fixture

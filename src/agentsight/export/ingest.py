@@ -125,8 +125,7 @@ class _Family:
         self.source = span
         context = span.context
         self.trace_id = format(context.trace_id, "032x") if context else "0" * 32
-        self.span_id = context.span_id if context else 0
-        self.turn_id = format(self.span_id, "016x")
+        self.turn_id = format(context.span_id if context else 0, "016x")
         self.common = {ingest: attributes[ours] for ours, ingest in _CONVERSATION_ATTRIBUTES if ours in attributes}
         self.fields = {field: attributes[name] for field, name in sc.CONVERSATION_FIELDS if name in attributes}
         raw_metadata = attributes.get(sc.CONVERSATION_METADATA)
@@ -187,7 +186,7 @@ class _Family:
         status_description: str | None = None,
         otel_kind: str | None = None,
     ) -> dict[str, Any]:
-        """An ingest span of this family: the source span itself (``own``) or a child of it."""
+        """An ingest span of this family: the source span itself (``own``) or a child of it (``span_id`` given)."""
         full = {**self.common, sc.SPAN_KIND: kind, sc.ENTITY_NAME: name}
         if kind != sc.KIND_CONVERSATION:
             full[sc.TURN_ID] = self.turn_id
@@ -199,7 +198,7 @@ class _Family:
         start = start if start is not None else end
         end = end if end is not None else start
         return {
-            "span_id": span_id or (self.turn_id if own else None),
+            "span_id": self.turn_id if own else span_id,
             "trace_id": self.trace_id,
             "parent_span_id": self._parent() if own else self.turn_id,
             "kind": kind,
