@@ -322,8 +322,9 @@ def run(name: str, transport: str, bodies: list[bytes], args: argparse.Namespace
     if deliver:
         turns = tally.spans // SPANS_PER_REQUEST * TURNS_PER_REQUEST
         notes += (f"; {tally.refused:,} of them 503 (queue full); {turns:,} turns accepted in the window; in all "
-                  f"(warm-up included) {stats['turns_received']:,} turns received and {accepted:,} payloads accepted "
-                  f"by the API by the end of `stop()`, {stats['payloads_dropped_queue_full']:,} dropped")
+                  f"(warm-up included) {stats['turns_received']:,} turns received; by the end of `stop()` "
+                  f"{stats['payloads_delivered']:,} of their {stats['payloads_submitted']:,} payloads delivered in "
+                  f"{accepted:,} API requests, {stats['payloads_dropped_queue_full']:,} dropped")
     return Row(name, tally.spans / tally.seconds, tally.requests, tally.refused, tally.cpu_seconds / tally.seconds,
                notes, goal=not deliver)
 
