@@ -31,6 +31,8 @@ OK = HttpResponse(200, b'{"accepted": 1}', None)
 class ScriptedTransport:
     """Answers requests from a script (a response, an exception, or a function of the request); records them."""
 
+    endpoint = "http://scripted.test"
+
     def __init__(self, *script: Any, default: Any = OK) -> None:
         self.script = list(script)
         self.default = default
@@ -86,7 +88,7 @@ def _pending(span: ReadableSpan, translate: Callable[[Any], Any] = ingest.transl
 
 def _ingest_client(transport: ScriptedTransport, *capabilities: str, concurrency: int = 1,
                    settings: DeliverySettings = QUICK) -> DeliveryClient:
-    sender = IngestSender(transport, settings, Capabilities(*capabilities), RestSender(transport, settings))  # type: ignore[arg-type]
+    sender = IngestSender(transport, settings, Capabilities(*capabilities), RestSender(transport))  # type: ignore[arg-type]
     return DeliveryClient(sender, settings, concurrency, transport.close)
 
 
@@ -209,7 +211,7 @@ def test_rest_keeps_each_conversations_order_under_concurrency() -> None:
         return HttpResponse(201, b'{"id": 1}', None)
 
     transport = ScriptedTransport(default=answer)
-    sender = RestSender(transport, QUICK)  # type: ignore[arg-type]
+    sender = RestSender(transport)  # type: ignore[arg-type]
     client = DeliveryClient(sender, QUICK, 8, transport.close)
     for turn in range(20):
         for conversation in range(4):

@@ -87,8 +87,6 @@ class DeliverySettings:
     """First back-off delay in seconds; doubles per attempt, with jitter."""
     backoff_max: float = 30.0
     """Longest back-off delay in seconds (a longer ``Retry-After`` is honoured up to ``max_retry_time``)."""
-    max_cached_conversations: int = 10_000
-    """Server ids of conversations remembered to skip repeated identical conversation POSTs."""
     max_batch_spans: int = 1000
     """Ingest: spans in one document at most (a bigger backlog goes in several, concurrently)."""
     max_batch_bytes: int = 4 * 1024 * 1024

@@ -335,14 +335,15 @@ class ConversationTracker:
     def send_tracked_data(self) -> dict[str, Any]:
         """End the current turn (and turns opened by ``conversation_id=``), queueing them, and return at once.
 
-        Returns the upstream shape: ``items`` (index, type, timestamp, ``status: "queued"``) and a
-        ``summary`` by type. Delivery results come from :meth:`flush`. Raises
-        ``NoDataToSendException`` when there is no current turn in this context.
+        Returns the upstream shape: ``items`` (index, type, timestamp, ``status: "queued"``; after
+        :meth:`shutdown` ``"not_sent"``: nothing is sent then) and a ``summary`` by type. Delivery results
+        come from :meth:`flush`. Raises ``NoDataToSendException`` when there is no current turn in this context.
         """
         sending = turns.sendable_turns()
         if not sending:
             raise NoDataToSendException("No tracked data found: call get_or_create_conversation() first.")
-        result = _summarize(sending, status="queued")
+        exporter = self.exporter
+        result = _summarize(sending, status="not_sent" if exporter is not None and exporter.closed else "queued")
         self._end(sending)
         otel_context.attach(turns.after_sending(sending))
         return result
@@ -354,8 +355,10 @@ class ConversationTracker:
     def flush(self, timeout: float | None = 30.0) -> dict[str, Any]:
         """Block until everything sent so far is delivered (or ``timeout`` seconds pass).
 
-        Returns ``{"complete": bool, "items": [...], "summary": {...}}`` with a result per payload
-        settled since the previous flush. For scripts, tests and serverless handlers.
+        Returns ``{"complete", "delivered", "failed", "dropped", "items", "summary"}`` for what settled since
+        the previous flush: ``complete`` is true when everything was settled (delivered or given up on) in
+        time, ``delivered`` when moreover nothing failed; ``failed`` counts payloads not delivered (rejected,
+        given up on, dropped), ``items`` holds a result per payload. For scripts, tests and serverless handlers.
         """
         self._send_abandoned()
         exporters = []
@@ -366,7 +369,8 @@ class ConversationTracker:
             app_provider.force_flush(int((timeout or 30.0) * 1000))
             exporters.extend(e for e in configured_exporters(app_provider) if e not in exporters)
         results = [exporter.flush(timeout) for exporter in exporters]
-        merged = FlushResult(all(r.complete for r in results), [item for r in results for item in r.items])
+        merged = FlushResult(all(r.complete for r in results), [item for r in results for item in r.items],
+                             sum(r.dropped for r in results))
         return merged.as_dict()
 
     def delivery_stats(self) -> dict[str, int]:

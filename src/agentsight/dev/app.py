@@ -111,11 +111,11 @@ def create_app(store: DevStore, *, role: str = "write", capabilities: Sequence[s
         body, files = await _decoded(request)
         clean = rest.validated(path, body)
         stored, usage = rest.item(rest.ITEM_KINDS[path], clean, files)
+        rest.check_reference(store, clean)
         try:
             item_id = store.add_item(rest.ITEM_KINDS[path], clean["conversation"], clean["timestamp"], stored, usage)
         except UnknownConversationError:
-            raise rest.field_error(
-                "conversation", f'Invalid pk "{clean["conversation"]}" - object does not exist.') from None
+            raise rest.invalid_pk(clean["conversation"]) from None
         return JSONResponse({"id": item_id, "conversation": clean["conversation"], **stored}, 201)
 
     for path, kind in rest.ITEM_KINDS.items():

@@ -14,7 +14,7 @@ from email.policy import HTTP
 from typing import Any
 
 from agentsight.config import ENVIRONMENTS
-from agentsight.dev.store import utc_iso
+from agentsight.dev.store import DevStore, utc_iso
 from agentsight.export.payloads import PATHS
 
 Files = dict[str, tuple[str, str, bytes]]
@@ -73,6 +73,24 @@ class ApiError(Exception):
 def field_error(name: str, message: str) -> ApiError:
     """A 400 naming one field."""
     return ApiError(400, {name: [message]})
+
+
+def invalid_pk(pk: int) -> ApiError:
+    """The 400 of a ``conversation`` pk that does not exist, worded as Django REST framework words it."""
+    return field_error("conversation", f'Invalid pk "{pk}" - object does not exist.')
+
+
+def check_reference(store: DevStore, clean: dict[str, Any]) -> None:
+    """Refuse (:func:`invalid_pk`) an item whose ``conversation`` pk is not the conversation its
+    ``conversation_id`` names: an SDK holding a server id from before the database was reset must not file
+    its items under whichever conversation has that id now. Without a ``conversation_id`` (multipart
+    attachments), the pk only has to exist, which the store checks as it adds the item."""
+    conversation_id = clean.get("conversation_id")
+    if conversation_id is None:
+        return
+    found = store.find_conversation(conversation_id)
+    if found is None or found["id"] != clean["conversation"]:
+        raise invalid_pk(clean["conversation"])
 
 
 def load_json(raw: bytes) -> Any:

@@ -9,7 +9,8 @@
   ``Retry-After``) and 5xx are retried by the :class:`~agentsight.export.retry.RetryPolicy` until
   ``max_retry_time``; other answers are final.
 - Every outcome is an :class:`ItemResult`, counted in :attr:`DeliveryClient.stats`; drops and give-ups
-  are logged.
+  are logged (drops at most once a minute per cause, with counts), naming the endpoint; an endpoint that
+  answers 404 to every request is called out once.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import asdict
+from typing import Protocol
 
 from agentsight.config import DeliverySettings
+from agentsight.export.droplog import DropWarnings
+from agentsight.export.results import Answer, DeliveryStats, FlushResult, ItemResult, PendingTurn
 from agentsight.export.retry import RetryPolicy
 from agentsight.export.transport import HttpResponse
 
@@ -34,98 +37,14 @@ logger = logging.getLogger("agentsight.export.delivery")
 MAX_KEPT_RESULTS = 10_000
 """Per-item results kept for :meth:`DeliveryClient.flush`; older ones are discarded first."""
 
-Outcome = Literal["delivered", "rejected", "expired", "without_conversation"]
-
-
-@dataclass
-class ItemResult:
-    """The outcome of one payload (REST) or span (ingest)."""
-
-    conversation_id: str
-    type: str
-    timestamp: str
-    success: bool
-    status: int | None = None
-    response: Any = None
-    error: str | None = None
-    outcome: Outcome = "delivered"
-
-
-@dataclass
-class DeliveryStats:
-    """Counters of everything the client did; read them with :attr:`DeliveryClient.stats`.
-
-    A payload is one REST request, or one span of an ingest document.
-    """
-
-    turns_submitted: int = 0
-    payloads_submitted: int = 0
-    payloads_delivered: int = 0
-    payloads_rejected: int = 0
-    payloads_expired: int = 0
-    payloads_dropped_queue_full: int = 0
-    payloads_dropped_at_shutdown: int = 0
-    payloads_without_conversation: int = 0
-    """Items not sent because their conversation POST was rejected or given up on."""
-    conversation_posts_skipped: int = 0
-    http_requests: int = 0
-    retries: int = 0
-
-
-@dataclass
-class FlushResult:
-    """What :meth:`DeliveryClient.flush` saw: whether everything queued was settled in time, and the results."""
-
-    complete: bool
-    items: list[ItemResult] = field(default_factory=list)
-
-    @property
-    def summary(self) -> dict[str, int]:
-        """Counts of delivered and failed payloads among ``items``."""
-        delivered = sum(1 for item in self.items if item.success)
-        return {"delivered": delivered, "failed": len(self.items) - delivered}
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain-dict form, shaped like the upstream SDK's results."""
-        return {
-            "complete": self.complete,
-            "items": [asdict(item) for item in self.items],
-            "summary": self.summary,
-        }
-
-
-@dataclass(frozen=True)
-class PendingTurn:
-    """A turn waiting for delivery: ``build`` translates it on a delivery thread, not the caller's.
-
-    ``payload_count`` and ``size`` (bytes, estimated) count against the queue limits.
-    """
-
-    conversation_id: str
-    payload_count: int
-    size: int
-    build: Callable[[], Any]
-
-
-@dataclass(frozen=True)
-class Answer:
-    """How a request ended after its retries: the last response (``None`` when none came) or why not."""
-
-    response: HttpResponse | None
-    error: str | None = None
-
-    @property
-    def success(self) -> bool:
-        """True when the API accepted the request."""
-        return self.response is not None and self.error is None
-
-
 class Sender(Protocol):
     """One wire's way of delivering turns (:mod:`agentsight.export.senders`)."""
 
     batch_payloads: int
     """How many payloads one delivery takes at most (1: one turn at a time)."""
     batch_bytes: int
+    endpoint: str
+    """The API's base URL, as log lines name it."""
 
     def deliver(self, turns: Sequence[PendingTurn], client: DeliveryClient) -> None:
         """Send ``turns`` through ``client.send`` and report each payload with ``client.record``."""
@@ -142,6 +61,14 @@ class DeliveryClient:
         self._close_connection = close
         self._stats = DeliveryStats()
         self._logged_rejections: set[str] = set()
+        self._answered = False  # any 2xx yet: until then, a 404 suggests a wrong endpoint
+        self._not_found_said = False
+        self._drop_warnings = {
+            "queue_full": DropWarnings(logger, f"delivery queue full (limits: {settings.max_queue_size} "
+                                               f"payloads, {settings.max_queue_bytes} bytes)"),
+            "after_shutdown": DropWarnings(logger, f"tracked after shutdown(): the exporter for {sender.endpoint} "
+                                                   "no longer sends"),
+        }
         self._init_state()
         if hasattr(os, "register_at_fork"):
             weak_reset = weakref.WeakMethod(self._init_state)
@@ -158,6 +85,7 @@ class DeliveryClient:
         self._queued_payloads = 0
         self._queued_bytes = 0
         self._results: deque[ItemResult] = deque(maxlen=MAX_KEPT_RESULTS)
+        self._dropped = 0  # payloads dropped since the last flush
         self._threads: list[threading.Thread] = []
         self._closing = False
         self._drain_deadline = float("inf")
@@ -177,14 +105,14 @@ class DeliveryClient:
         with self._lock:
             self._stats.turns_submitted += 1
             self._stats.payloads_submitted += turn.payload_count
-            full = (
-                self._closing
-                or self._queued_payloads + turn.payload_count > self._settings.max_queue_size
+            cause = "after_shutdown" if self._closing else "queue_full" if (
+                self._queued_payloads + turn.payload_count > self._settings.max_queue_size
                 or self._queued_bytes + turn.size > self._settings.max_queue_bytes
-            )
-            if full:
-                self._stats.payloads_dropped_queue_full += turn.payload_count
-                dropped = self._stats.payloads_dropped_queue_full
+            ) else None
+            if cause is not None:
+                counter = f"payloads_dropped_{cause}"
+                setattr(self._stats, counter, getattr(self._stats, counter) + turn.payload_count)
+                self._dropped += turn.payload_count
             else:
                 self._queued_payloads += turn.payload_count
                 self._queued_bytes += turn.size
@@ -196,17 +124,14 @@ class DeliveryClient:
                     self._start_workers()
                     self._work_ready.notify()
                 queue.append(turn)
-        if full:
-            logger.warning(
-                "AgentSight delivery queue full (limits: %d payloads, %d bytes): dropped a turn of %d payloads "
-                "for conversation %s; %d payloads dropped so far",
-                self._settings.max_queue_size,
-                self._settings.max_queue_bytes,
-                turn.payload_count,
-                turn.conversation_id,
-                dropped,
-            )
-        return not full
+        if cause is not None:
+            self._drop_warnings[cause].note(turn.payload_count, turn.conversation_id)
+        return cause is None
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` began: turns submitted from then on are dropped."""
+        return self._closing
 
     def has_room(self, coming_payloads: int = 0, fraction: float = 0.9) -> bool:
         """Whether the queue, with ``coming_payloads`` more, stays below ``fraction`` of its limits."""
@@ -220,13 +145,14 @@ class DeliveryClient:
     def flush(self, timeout: float | None = None) -> FlushResult:
         """Wait until everything submitted so far is delivered or given up on, or ``timeout`` passes.
 
-        Returns the per-item results recorded since the previous flush.
+        Returns the per-item results recorded, and the payloads dropped, since the previous flush.
         """
         with self._lock:
             complete = self._settled.wait_for(lambda: self._unfinished == 0, timeout)
             items = list(self._results)
             self._results.clear()
-        return FlushResult(complete, items)
+            dropped, self._dropped = self._dropped, 0
+        return FlushResult(complete, items, dropped)
 
     def shutdown(self, timeout: float = 30.0) -> bool:
         """Stop accepting turns, deliver what is queued for up to ``timeout`` seconds, then drop the rest."""
@@ -238,9 +164,9 @@ class DeliveryClient:
             complete = self._settled.wait_for(lambda: self._unfinished == 0, timeout)
             if not complete:
                 self._stats.payloads_dropped_at_shutdown += self._queued_payloads
-                logger.error(
-                    "AgentSight shut down with %d payloads undelivered after %.1fs", self._queued_payloads, timeout
-                )
+                logger.error("AgentSight shut down with %d payloads undelivered to %s after %.1fs",
+                             self._queued_payloads, self._sender.endpoint, timeout)
+        self._drop_warnings["queue_full"].report()
         return complete
 
     # What senders call -------------------------------------------------------------------------
@@ -272,13 +198,16 @@ class DeliveryClient:
                     self._note_recovery()
                     return Answer(response)
                 if not self._policy.is_success(status) and not self._policy.is_retryable(status):
+                    if status == 404 and not self._answered and not self._not_found_said:
+                        self._note_not_found(describe)
                     return Answer(response, f"HTTP {status}: {response.error_message()}")
                 message = problem or f"HTTP {status}: {response.error_message()}"
                 retry_after = response.retry_after
             delay = self._policy.delay(attempt, retry_after)
             deadline = min(started + self._policy.max_time, self._drain_deadline)
             if time.monotonic() + delay > deadline:
-                logger.error("AgentSight gave up on %s after %d attempts (%s)", describe, attempt + 1, message)
+                logger.error("AgentSight gave up on %s to %s after %d attempts (%s)", describe,
+                             self._sender.endpoint, attempt + 1, message)
                 return Answer(None, message)
             self._note_failure(message, delay)
             with self._lock:
@@ -294,19 +223,17 @@ class DeliveryClient:
             counter = f"payloads_{result.outcome}"
             setattr(self._stats, counter, getattr(self._stats, counter) + 1)
 
-    def count_skipped_conversation_post(self) -> None:
-        """A REST conversation POST identical to the last one for its conversation was not sent."""
-        with self._lock:
-            self._stats.conversation_posts_skipped += 1
-
     def log_rejection(self, what: str, message: str) -> None:
-        """Log a refused request at error level, once per distinct message (at most 1,000 remembered)."""
+        """Log a refused request at error level, once per distinct message (at most 1,000 remembered).
+
+        A 404 before any success is not logged again: :meth:`send` said the endpoint looks wrong.
+        """
         with self._lock:
-            first = message not in self._logged_rejections
+            first = message not in self._logged_rejections and (self._answered or not message.startswith("HTTP 404"))
             if first and len(self._logged_rejections) < 1000:
                 self._logged_rejections.add(message)
         if first:
-            logger.error("AgentSight API rejected %s (%s); not retried", what, message)
+            logger.error("AgentSight API at %s rejected %s (%s); not retried", self._sender.endpoint, what, message)
 
     # Delivery threads ----------------------------------------------------------------------------
 
@@ -370,11 +297,22 @@ class DeliveryClient:
         with self._lock:
             first, self._failing = not self._failing, True
         if first:
-            logger.warning("AgentSight API delivery failing (%s); retrying with back-off (next %.2fs)", message, delay)
+            logger.warning("AgentSight API delivery failing at %s (%s); retrying with back-off (next %.2fs)",
+                           self._sender.endpoint, message, delay)
+
+    def _note_not_found(self, describe: str) -> None:
+        with self._lock:
+            first, self._not_found_said = not self._not_found_said, True
+        if first:
+            logger.error("AgentSight API answered 404 (Not Found) for every request so far (the first: %s): is "
+                         "AGENTSIGHT_API_ENDPOINT right? (it is %s; paths such as /api/ingest/ are appended to it)",
+                         describe, self._sender.endpoint)
 
     def _note_recovery(self) -> None:
+        self._answered = True
         if self._failing:
             with self._lock:
                 recovered, self._failing = self._failing, False
             if recovered:
-                logger.warning("AgentSight API delivery recovered")
+                logger.warning("AgentSight API delivery recovered at %s", self._sender.endpoint)
+

@@ -56,11 +56,11 @@ class AgentSightSpanExporter(SpanExporter):
         try:
             self._settings.check_api_key()
         except (NoApiKeyException, InvalidApiKeyException) as error:
-            logger.error("AgentSight export disabled: %s", error)
+            logger.error("AgentSight export to %s disabled: %s", self._settings.endpoint, error)
             return
         settings = self._settings
         transport = HttpTransport(settings.endpoint, settings.api_key or "", settings.delivery.timeout)
-        rest_sender = RestSender(transport, settings.delivery)
+        rest_sender = RestSender(transport)
         sender: Sender = rest_sender
         if settings.protocol == "ingest":
             preflight = self.key_check = KeyPreflight(transport, settings.endpoint)
@@ -97,10 +97,17 @@ class AgentSightSpanExporter(SpanExporter):
         """Whether the delivery queue can take ``coming_payloads`` more (an OTLP receiver asks before accepting)."""
         return self._delivery is None or self._delivery.has_room(coming_payloads)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` was called: spans exported from then on are not sent (counted, logged)."""
+        return self._delivery is not None and self._delivery.closed
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Queue the conversation spans among ``spans`` for delivery; other spans are ignored.
 
-        Translation happens later, on a delivery thread: exporting costs the caller microseconds.
+        Translation happens later, on a delivery thread: exporting costs the caller microseconds. After
+        :meth:`shutdown` nothing is queued: the spans are counted and logged as dropped, and the result is
+        ``FAILURE``.
         """
         for span in spans:
             if not is_conversation_span(span):
@@ -111,7 +118,7 @@ class AgentSightSpanExporter(SpanExporter):
             payload_count, size = self._estimate(span)
             conversation_id = str(span.attributes[CONVERSATION_ID])  # type: ignore[index]
             self._delivery.submit(PendingTurn(conversation_id, payload_count, size, partial(self._translate, span)))
-        return SpanExportResult.SUCCESS
+        return SpanExportResult.FAILURE if self.closed else SpanExportResult.SUCCESS
 
     def flush(self, timeout: float | None = None) -> FlushResult:
         """Block until what was exported is delivered (or ``timeout`` seconds pass); per-item results."""

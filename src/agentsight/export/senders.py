@@ -9,18 +9,17 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any
 
 from agentsight.config import DeliverySettings
 from agentsight.export import ingest
-from agentsight.export.delivery import DeliveryClient, ItemResult, PendingTurn
+from agentsight.export.delivery import DeliveryClient
 from agentsight.export.payloads import Payload, TurnPayloads
 from agentsight.export.preflight import GZIP_INGEST, KeyPreflight
-from agentsight.export.transport import HttpResponse, HttpTransport
+from agentsight.export.results import Answer, ItemResult, PendingTurn
+from agentsight.export.transport import HttpResponse, HttpTransport, scrub_secrets
 
 logger = logging.getLogger("agentsight.export.delivery")
 
@@ -33,16 +32,24 @@ MAX_NAMED_BLOCKS = 5
 
 
 class RestSender:
-    """One turn at a time: the conversation POST (its server id cached), then each item in order."""
+    """One turn at a time: the conversation POST (get-or-create), then each item under the id it answered.
+
+    No server id outlives its turn, as upstream: the API may have lost or renumbered conversations since
+    (a database restored or reset), and an item must never carry another conversation's id. An item
+    refused for its reference (a 400 on the ``conversation`` field, such as DRF's ``Invalid pk``, or a 404)
+    re-creates the conversation and is sent once more under the id that answers.
+    """
 
     batch_payloads = 1
     batch_bytes = 1 << 62
 
-    def __init__(self, transport: HttpTransport, settings: DeliverySettings) -> None:
+    def __init__(self, transport: HttpTransport) -> None:
         self._transport = transport
-        self._max_cached = settings.max_cached_conversations
-        self._lock = threading.Lock()
-        self._conversation_ids: OrderedDict[str, tuple[int, str]] = OrderedDict()
+
+    @property
+    def endpoint(self) -> str:
+        """The API's base URL, as log lines name it."""
+        return self._transport.endpoint
 
     def deliver(self, turns: Sequence[PendingTurn], client: DeliveryClient) -> None:
         """Deliver each turn's REST payloads."""
@@ -50,43 +57,39 @@ class RestSender:
             self.deliver_payloads(turn.build(), client)
 
     def deliver_payloads(self, turn: TurnPayloads, client: DeliveryClient) -> None:
-        """The conversation POST (unless identical to the last one), then the items under its server id."""
-        server_id = self._conversation_server_id(turn, client)
+        """The conversation POST, then the items under the server id it answered."""
+        created = self._create(turn, client)
+        client.record(created)
+        server_id: int | None = created.response["id"] if created.success else None
         for payload in turn.items:
-            if server_id is None:
+            answer = self._send(turn, payload, server_id, client) if server_id is not None else None
+            if answer is not None and server_id is not None and _refused_reference(answer):
+                again = self._create(turn, client)
+                logger.warning("AgentSight API at %s refused id %d for conversation %s (%s): %s", self.endpoint,
+                               server_id, turn.conversation_id, answer.error,
+                               f"created it again as id {again.response['id']}, resending the {payload.kind}"
+                               if again.success else "could not create it again")
+                server_id = again.response["id"] if again.success else None
+                answer = self._send(turn, payload, server_id, client) if server_id is not None else None
+            if answer is None:
                 client.record(ItemResult(turn.conversation_id, payload.kind, payload.timestamp, False,
                                          error="not sent: the conversation was not created",
                                          outcome="without_conversation"))
             else:
-                client.record(self._post(turn.conversation_id, payload, server_id, client))
+                client.record(self._result(turn.conversation_id, payload, answer, client))
 
-    def _conversation_server_id(self, turn: TurnPayloads, client: DeliveryClient) -> int | None:
-        payload = turn.conversation
-        fingerprint = json.dumps({k: v for k, v in payload.body.items() if k != "timestamp"}, sort_keys=True)
-        with self._lock:
-            cached = self._conversation_ids.get(turn.conversation_id)
-            if cached is not None and cached[1] == fingerprint:
-                self._conversation_ids.move_to_end(turn.conversation_id)
-                client.count_skipped_conversation_post()
-                return cached[0]
-        result = self._post(turn.conversation_id, payload, None, client)
-        client.record(result)
-        if not result.success:
-            return None
-        server_id = result.response["id"]
-        with self._lock:
-            self._conversation_ids[turn.conversation_id] = (server_id, fingerprint)
-            self._conversation_ids.move_to_end(turn.conversation_id)
-            while len(self._conversation_ids) > self._max_cached:
-                self._conversation_ids.popitem(last=False)
-        return server_id
+    def _create(self, turn: TurnPayloads, client: DeliveryClient) -> ItemResult:
+        """The conversation POST (get-or-create); a successful result's ``response`` holds the server ``id``."""
+        return self._result(turn.conversation_id, turn.conversation, self._send(turn, turn.conversation, None, client),
+                            client)
 
-    def _post(
-        self, conversation_id: str, payload: Payload, server_id: int | None, client: DeliveryClient
-    ) -> ItemResult:
+    def _send(self, turn: TurnPayloads, payload: Payload, server_id: int | None, client: DeliveryClient) -> Answer:
         check = _conversation_id_check if payload.kind == "conversation" else None
-        answer = client.send(f"a {payload.kind} payload of conversation {conversation_id}",
-                             partial(self._transport.post, payload, server_id), check)
+        return client.send(f"a {payload.kind} payload of conversation {turn.conversation_id} (POST {payload.path})",
+                           partial(self._transport.post, payload, server_id), check)
+
+    def _result(self, conversation_id: str, payload: Payload, answer: Answer, client: DeliveryClient) -> ItemResult:
+        """The outcome of a payload's final answer (a refusal logged once per distinct message)."""
         result = ItemResult(conversation_id, payload.kind, payload.timestamp, answer.success, error=answer.error)
         if answer.response is None:
             result.outcome = "expired"
@@ -99,8 +102,23 @@ class RestSender:
         try:
             result.response = answer.response.json()
         except ValueError:
-            logger.warning("AgentSight answered %s %s with a body that is not JSON", result.status, payload.path)
+            logger.warning("AgentSight API at %s answered %s %s with a body that is not JSON", self.endpoint,
+                           result.status, payload.path)
         return result
+
+
+def _refused_reference(answer: Answer) -> bool:
+    """Whether an item was refused for its ``conversation`` reference: a 404, or a 400 naming that field."""
+    response = answer.response
+    if answer.success or response is None or response.status not in (400, 404):
+        return False
+    if response.status == 404:
+        return True
+    try:
+        data = response.json()
+    except ValueError:
+        return False
+    return isinstance(data, dict) and "conversation" in data
 
 
 def _conversation_id_check(response: HttpResponse) -> str | None:
@@ -111,7 +129,7 @@ def _conversation_id_check(response: HttpResponse) -> str | None:
         data = None
     if isinstance(data, dict) and isinstance(data.get("id"), int):
         return None
-    return f"HTTP {response.status} without a conversation id: {response.body[:200]!r}"
+    return f"HTTP {response.status} without a conversation id: {response.excerpt()!r}"
 
 
 class IngestSender:
@@ -130,6 +148,11 @@ class IngestSender:
         self.batch_payloads = settings.max_batch_spans
         self.batch_bytes = settings.max_batch_bytes
 
+    @property
+    def endpoint(self) -> str:
+        """The API's base URL, as log lines name it."""
+        return self._transport.endpoint
+
     def deliver(self, turns: Sequence[PendingTurn], client: DeliveryClient) -> None:
         """Send the turns as one document (less any refused blocks), then their attachments."""
         translated: list[ingest.IngestTurn] = [turn.build() for turn in turns]
@@ -146,7 +169,7 @@ class IngestSender:
             data = gzip.compress(data, compresslevel=GZIP_LEVEL)
             headers["Content-Encoding"] = "gzip"
         conversations = {turn.conversation_id for turn in turns}
-        answer = client.send(f"an ingest batch of {len(conversations)} conversation(s)",
+        answer = client.send(f"an ingest batch of {len(conversations)} conversation(s) (POST {INGEST_PATH})",
                              partial(self._transport.request, "POST", INGEST_PATH, data, headers))
         if answer.success:
             _record(client, turns, answer.response, None, "delivered")
@@ -189,7 +212,7 @@ def _offending_blocks(response: HttpResponse) -> dict[str, str] | None:
         if not isinstance(block, dict) or not isinstance(block.get("conversation_id"), str):
             return None
         errors = block.get("errors")
-        offending[block["conversation_id"]] = (
+        offending[block["conversation_id"]] = scrub_secrets(
             "; ".join(f"{name}: {', '.join(map(str, e)) if isinstance(e, list) else e}" for name, e in errors.items())
             if isinstance(errors, dict) else str(errors or "no field detail")
         )

@@ -1,14 +1,20 @@
 """HTTP transport to the AgentSight API: one kept-alive connection per delivery thread.
 
 Only moves bytes and reports what came back; retry decisions belong to :mod:`agentsight.export.delivery`.
+At DEBUG level (``AGENTSIGHT_LOG_LEVEL=DEBUG``) each request is logged: method, URL, bytes sent, status,
+bytes answered and time (never a header, so never the key). Error texts taken from answers pass through
+:func:`scrub_secrets` first: an API that echoes the ``Authorization`` header cannot put the key in a log.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
+import re
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,6 +24,30 @@ from urllib.parse import urlsplit
 
 from agentsight.config import USER_AGENT
 from agentsight.export.payloads import Payload
+
+logger = logging.getLogger("agentsight.export.transport")
+
+_HEADER_VALUES = re.compile(
+    r"""((?<![a-z])(?:authorization|api[-_]?key)["']?\s*[:=]\s*["']?(?:(?:api-key|bearer|token|basic)\s+)?)"""
+    r"""[^\s"',;}\]]+""",
+    re.IGNORECASE,
+)
+_SCHEME_TOKENS = re.compile(r"(\b(?:api-key|bearer)\s+)[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
+_KEYS = re.compile(r"ags_[0-9a-f]{32}_[0-9a-f]{6}", re.IGNORECASE)
+REDACTED = "[redacted]"
+ERROR_TEXT_LIMIT = 500
+"""Characters of an answer's body quoted in an error text at most."""
+
+
+def scrub_secrets(text: str) -> str:
+    """``text`` without AgentSight API keys, ``Authorization`` header values and bearer (or similar) tokens.
+
+    The one scrubber for error texts that came from an API answer, before they are logged or returned
+    in results (the SDK's exporter and ``agentsight bridge`` share it).
+    """
+    text = _HEADER_VALUES.sub(rf"\1{REDACTED}", text)
+    text = _SCHEME_TOKENS.sub(rf"\1{REDACTED}", text)
+    return _KEYS.sub(REDACTED, text)
 
 
 @dataclass(frozen=True)
@@ -33,19 +63,25 @@ class HttpResponse:
         return json.loads(self.body) if self.body else {}
 
     def error_message(self) -> str:
-        """The API's error text: ``detail``, or DRF field errors as ``field: msg, msg; ...``."""
+        """The API's error text, scrubbed of secrets: ``detail``, or DRF field errors as ``field: msg, msg; ...``."""
         try:
             data = self.json()
         except ValueError:
-            return self.body.decode("utf-8", "replace")[:500] or "no body"
+            return self.excerpt() or "no body"
         if isinstance(data, dict) and "detail" in data:
-            return str(data["detail"])
-        if isinstance(data, dict):
-            return "; ".join(
+            text = str(data["detail"])
+        elif isinstance(data, dict):
+            text = "; ".join(
                 f"{name}: {', '.join(map(str, errors)) if isinstance(errors, list) else errors}"
                 for name, errors in data.items()
             )
-        return str(data)
+        else:
+            text = str(data)
+        return scrub_secrets(text)[:ERROR_TEXT_LIMIT]
+
+    def excerpt(self) -> str:
+        """The start of the body as text, scrubbed of secrets (for answers that are not what was expected)."""
+        return scrub_secrets(self.body.decode("utf-8", "replace"))[:ERROR_TEXT_LIMIT]
 
 
 class HttpTransport:
@@ -62,9 +98,11 @@ class HttpTransport:
         self._timeout = timeout
         self._auth_header = f"Api-Key {api_key}"
         self._local = threading.local()
+        self.endpoint = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{self._base_path}"
+        """The base URL, as log lines name it (without any user info the URL held)."""
 
     def __repr__(self) -> str:
-        return f"HttpTransport({self._scheme}://{self._host}:{self._port or ''}{self._base_path})"
+        return f"HttpTransport({self.endpoint})"
 
     def post(self, payload: Payload, conversation: int | None) -> HttpResponse:
         """POST one REST payload; ``conversation`` is the server id added to every non-conversation body.
@@ -93,7 +131,18 @@ class HttpTransport:
             "User-Agent": USER_AGENT,
             **(headers or {}),
         }
-        return self._request(method, self._base_path + path, data, all_headers)
+        if not logger.isEnabledFor(logging.DEBUG):
+            return self._request(method, self._base_path + path, data, all_headers)
+        started = time.perf_counter()
+        sent = f"AgentSight {method} {self.endpoint}{path} ({len(data or b'')} bytes)"
+        try:
+            response = self._request(method, self._base_path + path, data, all_headers)
+        except BaseException as error:
+            logger.debug("%s: no answer after %.1f ms (%r)", sent, (time.perf_counter() - started) * 1000, error)
+            raise
+        logger.debug("%s: answered %d (%d bytes) in %.1f ms", sent, response.status, len(response.body),
+                     (time.perf_counter() - started) * 1000)
+        return response
 
     def close(self) -> None:
         """Close this thread's connection."""
