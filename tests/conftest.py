@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
@@ -105,6 +108,22 @@ def stored_messages(server: DevServer) -> list[tuple[str, str]]:
         assert detail is not None
         messages.extend((conversation["conversation_id"], message["content"]) for message in detail["messages"])
     return messages
+
+
+def stored_rows(db: Path) -> tuple[int, ...]:
+    """Rows of each table of the ``agentsight dev`` store at ``db``, read through a connection of its own."""
+    with closing(sqlite3.connect(db)) as connection:
+        return tuple(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                     for table in ("conversations", "items", "usage", "spans"))
+
+
+def strict_json(payload: str | bytes) -> Any:
+    """``payload`` parsed as a strict JSON parser (a browser's) does: ``NaN`` and ``Infinity`` are not JSON."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} in an answer is not JSON")
+
+    return json.loads(payload, parse_constant=refuse)
 
 
 def bodies(server: DevServer, path: str) -> list[dict]:

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import shutil
+import sqlite3
 import struct
 import subprocess
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 
 from agentsight import ConversationTracker
-from agentsight.dev import DevServer
+from agentsight.dev import DevServer, DevStore
 from tests.conftest import API_KEY, QUICK_RETRIES
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -155,3 +159,55 @@ def test_screenshot(dashboard: Dashboard) -> None:
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1280, 900)
     assert len(data) > 30_000, "the screenshot looks blank"
+
+
+def _span(number: int, kind: str, **attributes: object) -> dict[str, object]:
+    return {"span_id": f"{number:016x}", "trace_id": "0af7651916cd43dd8448eb211c80319c", "kind": kind, "name": kind,
+            "started_at": f"2026-11-25T10:00:0{number}Z", "ended_at": f"2026-11-25T10:00:0{number}Z",
+            "attributes": attributes}
+
+
+def test_odd_stored_data_never_breaks_the_page(tmp_path: Path) -> None:
+    """Whatever the store holds (values of unexpected types, NaN written by an earlier version), the overview
+    and every conversation render without an error."""
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no Chromium/Chrome binary found (install Debian's `chromium` or set CHROMIUM)")
+    db = tmp_path / "odd.db"
+    DevStore(db).close()
+    with closing(sqlite3.connect(db)) as connection, connection:
+        connection.execute("INSERT INTO conversations (conversation_id, metadata, created_at, updated_at, is_used) "
+                           "VALUES ('old', ?, '2026-01-01', '2026-01-01', 1)", ('{"x": NaN}',))
+        connection.executemany("INSERT INTO items (conversation, kind, timestamp, created_at, body) VALUES "
+                               "(1, ?, '2026-01-01', '2026-01-01', ?)", [
+                                   ("message", '{"content": "stored long ago", "sender": "agent", "metadata": {}}'),
+                                   ("button", '{"button_event": "e", "label": "l", "metadata": {"n": Infinity}}')])
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    with DevServer("127.0.0.1", 0, db) as server, httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Api-Key {API_KEY}"}) as client:
+        spans = [_span(1, "turn"), _span(2, "button", **{"agentsight.button.event": ["a", 1]}),
+                 _span(3, "tool", **{"agentsight.tool.name": 7, "agentsight.tool.arguments": "[1, {\"x\": null}]",
+                                     "agentsight.tool.response": {"nested": [1]}, "agentsight.tool.error": False}),
+                 _span(4, "llm", **{"gen_ai.usage.input_tokens": 10**30, "gen_ai.request.model": ["m"]}),
+                 _span(5, "attachment", **{"agentsight.attachment.files": "not json",
+                                           "agentsight.attachment.count": -1}),
+                 _span(6, "something-new", nested={"deep": [[[]]]})]
+        answer = client.post("/api/ingest/", json={"conversations": [
+            {"conversation_id": "odd-ingest", "metadata": {"list": [1, {"a": None}]}, "spans": spans}]})
+        assert answer.status_code == 200, answer.text
+        conversation = client.post("/api/conversations/", json={"conversation_id": 12345, "is_used": True}).json()
+        for path, body in (("/api/action_logs/", {"action_name": "odd", "tools_used": 5, "duration_ms": "12.5",
+                                                  "metadata": {"finish_reasons": "stop"}}),
+                           ("/api/action_logs/", {"action_name": "token_usage", "metadata": {"prompt_tokens": "x"}}),
+                           ("/api/buttons/", {"button_event": 1, "label": 2.5, "value": True})):
+            answer = client.post(path, json={"conversation": conversation["id"], **body})
+            assert answer.status_code in (201, 400), answer.text
+        page = Dashboard(server, browser, profiles)
+        for selected in ("old", "odd-ingest", "12345"):
+            dom = page.dom(conversation=selected)
+            assert 'role="alert" hidden' in dom.replace('hidden=""', "hidden"), _text(dom, "status")
+            expected = len(json.loads(client.get(f"/api/conversations/{server.conversations[selected]['id']}/").text)[
+                "timeline"])
+            assert f"{expected} timeline items" in dom and re.search(r'<ol id="timeline"', dom), selected
+        assert "stored long ago" in page.dom(conversation="old")

@@ -1,24 +1,33 @@
 """``agentsight dev`` fuzzed: no request may get a 5xx (an escaped exception answers 500).
 
 Every operation of its own ``/openapi.json`` gets generated requests, valid and invalid (schemathesis), and
-every POST route random JSON, some shaped like ingest documents (hypothesis); all with a well-formed key.
+every POST route random JSON, some shaped like ingest documents, some holding what JSON answers cannot carry
+(``NaN``, infinities, lone surrogates) (hypothesis); all with a well-formed key. A refused body stores nothing,
+and whatever was stored, every read answers strict JSON.
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
+from pathlib import Path
+
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from agentsight.dev.app import create_app
 from agentsight.dev.store import DevStore
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, stored_rows, strict_json
 
-APP = create_app(DevStore())
+DIRECTORY = tempfile.TemporaryDirectory()
+DB = Path(DIRECTORY.name) / "fuzz.db"
+APP = create_app(DevStore(DB))
 CLIENT = TestClient(APP, raise_server_exceptions=False)
+HEADERS = {"Authorization": f"Api-Key {API_KEY}"}
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 schema.config.generation.update(modes=list(GenerationMode))
 
@@ -26,11 +35,14 @@ schema.config.generation.update(modes=list(GenerationMode))
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_error(case: schemathesis.Case) -> None:
-    case.call_and_validate(headers={"Authorization": f"Api-Key {API_KEY}"}, checks=[not_a_server_error])
+    case.call_and_validate(headers=HEADERS, checks=[not_a_server_error])
 
 
+OUT_OF_RANGE = "<1e400>"
+"""A leaf written into the body as the number ``1e400`` (which parses as an infinity)."""
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.just(10**30) | st.floats() | st.text(max_size=20)
+    | st.sampled_from(["\ud800", "x\udfff", OUT_OF_RANGE]),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12,
 )
@@ -53,8 +65,25 @@ BODIES = JSON | st.fixed_dictionaries({"conversations": st.lists(BLOCKS, max_siz
 
 
 @given(path=st.sampled_from(POSTS), body=BODIES)
+@example(path="/api/conversations/", body={"conversation_id": "\ud800"})
+@example(path="/api/conversations/", body={"conversation_id": "c", "metadata": {"x": OUT_OF_RANGE}})
+@example(path="/api/action_logs/", body={"conversation": 1, "action_name": "a", "duration_ms": OUT_OF_RANGE})
+@example(path="/api/ingest/", body={"conversations": [{"conversation_id": "c", "spans": [{
+    "span_id": "0123456789abcdef", "trace_id": "0af7651916cd43dd8448eb211c80319c", "kind": "odd", "name": "n",
+    "started_at": "2026-11-25T10:00:00Z", "ended_at": "2026-11-25T10:00:00Z", "attributes": {"x": OUT_OF_RANGE}}]}]})
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 def test_random_json_never_gets_a_server_error(path: str, body: object) -> None:
-    answer = CLIENT.post(path, json=body, headers={"Authorization": f"Api-Key {API_KEY}"})
+    before = stored_rows(DB)
+    sent = json.dumps(body).replace(f'"{OUT_OF_RANGE}"', "1e400")
+    answer = CLIENT.post(path, content=sent, headers={**HEADERS, "Content-Type": "application/json"})
     assert answer.status_code < 500, answer.text
-    assert isinstance(answer.json(), dict)
+    assert isinstance(strict_json(answer.text), dict)
+    if answer.status_code >= 400:
+        assert stored_rows(DB) == before, f"refused with {answer.status_code}, yet something was stored"
+    page = CLIENT.get("/api/conversations/", params={"page_size": 100}, headers=HEADERS)
+    assert page.status_code == 200, page.text
+    for conversation in strict_json(page.text)["results"][:3]:  # type: ignore[index]
+        read = CLIENT.get(f"/api/conversations/{conversation['id']}/", headers=HEADERS)
+        assert read.status_code == 200 and strict_json(read.text)
+    stats = CLIENT.get("/api/stats/", headers=HEADERS)
+    assert stats.status_code == 200 and strict_json(stats.text)

@@ -231,12 +231,31 @@ def test_invalid_blocks_are_named_and_nothing_is_stored(dev: DevServer, client: 
     (b'{"sdk": {}}', {}),
     (b'{"conversations": {"a": 1}}', {}),
     (b'{"conversations": [], "x": NaN}', {}),
+    (b'{"conversations": [], "x": [1e400]}', {}),
+    (b'{"conversations": [{"conversation_id": "\\udc00"}]}', {}),
+    (b'{"conversations": [{"conversation_id": "\xff"}]}', {}),
+    (gzip.compress(b'{"conversations": [{"conversation_id": "c", "metadata": {"x": -Infinity}}]}'),
+     {"Content-Encoding": "gzip"}),
     (b"\x1f\x8b not gzip at all", {"Content-Encoding": "gzip"}),
     (gzip.compress(b'{"conversations": []}')[:-6], {"Content-Encoding": "gzip"}),
 ])
 def test_document_errors_answer_400_with_detail(client: httpx.Client, body: bytes, headers: dict[str, str]) -> None:
     answer = client.post(INGEST, content=body, headers={"Content-Type": "application/json", **headers})
     assert answer.status_code == 400 and list(answer.json()) == ["detail"], answer.text
+
+
+def test_absurd_counts_count_as_zero(client: httpx.Client) -> None:
+    sent = document(block("conv-absurd",
+                          span("llm", "chat", "01", gen_ai__request__model="m", gen_ai__usage__input_tokens=10**30,
+                               gen_ai__usage__output_tokens=-5, agentsight__llm__reasoning_tokens=2**40),
+                          span("attachment", "attachment", "02", agentsight__attachment__count=10**30,
+                               agentsight__attachment__files=json.dumps([{"filename": "a", "size": 1e300}]))))
+    assert client.post(INGEST, json=sent).status_code == 200
+    conversation = detail(client, "conv-absurd")
+    assert conversation["tokens"] | {"prompt_tokens": 0, "completion_tokens": 0, "reasoning_tokens": 2**40} == \
+        conversation["tokens"]
+    attachment = next(item for item in conversation["timeline"] if item["kind"] == "attachments")
+    assert (attachment["count"], attachment["files"][0]["size"]) == (1, 0)
 
 
 def test_too_large_bodies_answer_413(dev: DevServer, client: httpx.Client) -> None:

@@ -8,10 +8,13 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,10 +23,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from agentsight import ConversationTracker
-from agentsight.dev import DevServer
-from tests.conftest import API_KEY, QUICK_RETRIES
+from agentsight.dev import DevServer, DevStore
+from tests.conftest import API_KEY, QUICK_RETRIES, eventually, stored_rows, strict_json
 
 Call = Callable[..., tuple[int, Any]]
+AUTHORIZATION = f"Authorization: Api-Key {API_KEY}\r\n".encode()
 
 
 def request(url: str, method: str, path: str, body: Any = None, *, key: str | None = API_KEY,
@@ -42,7 +46,7 @@ def request(url: str, method: str, path: str, body: Any = None, *, key: str | No
         kind = response.getheader("Content-Type", "")
     finally:
         connection.close()
-    return response.status, json.loads(payload) if kind.startswith("application/json") else payload.decode()
+    return response.status, strict_json(payload) if kind.startswith("application/json") else payload.decode()
 
 
 @pytest.fixture
@@ -183,6 +187,201 @@ def test_errors_have_drf_shape(call: Call) -> None:
     assert status == 400 and "timestamp" in answer
     assert call("GET", "/api/conversations/424242/") == (404, {"detail": "Not found."})
     assert call("GET", "/api/nothing/")[0] == 404
+
+
+# Bad input: refused whole, in DRF's shape, with nothing stored -----------------------------------------
+
+
+VALID = {
+    "/api/conversations/": {"conversation_id": "typed"},
+    "/api/track/": {"content": "x", "sender": "agent"},
+    "/api/action_logs/": {"action_name": "lookup"},
+    "/api/buttons/": {"button_event": "e", "label": "l", "value": "v"},
+    "/api/attachments/": {"mode": "base64", "attachments": [{"filename": "h.txt", "mime_type": "text/plain",
+                                                             "data": "aGk="}]},
+}
+"""A valid body of each REST path (items get their ``conversation``)."""
+
+
+@pytest.mark.parametrize(("path", "fields", "field"), [
+    ("/api/conversations/", {"conversation_id": {"a": 1}}, "conversation_id"),
+    ("/api/conversations/", {"conversation_id": ["a"]}, "conversation_id"),
+    ("/api/conversations/", {"customer_id": {"a": 1}}, "customer_id"),
+    ("/api/conversations/", {"environment": ["production"]}, "environment"),
+    ("/api/conversations/", {"is_used": {"a": 1}}, "is_used"),
+    ("/api/conversations/", {"timestamp": [1]}, "timestamp"),
+    ("/api/conversations/", {"metadata": [1]}, "metadata"),
+    ("/api/track/", {"conversation": 10**30}, "conversation"),
+    ("/api/track/", {"conversation": "9" * 30}, "conversation"),
+    ("/api/track/", {"conversation": -1}, "conversation"),
+    ("/api/track/", {"conversation": 1.5}, "conversation"),
+    ("/api/track/", {"conversation": "\u00b2"}, "conversation"),
+    ("/api/track/", {"conversation": {"id": 1}}, "conversation"),
+    ("/api/track/", {"content": {"a": 1}}, "content"),
+    ("/api/track/", {"sender": ["agent"]}, "sender"),
+    ("/api/action_logs/", {"duration_ms": {"ms": 1}}, "duration_ms"),
+    ("/api/action_logs/", {"duration_ms": "soon"}, "duration_ms"),
+    ("/api/action_logs/", {"started_at": {"a": 1}}, "started_at"),
+    ("/api/action_logs/", {"response": {"a": 1}}, "response"),
+    ("/api/action_logs/", {"error_msg": [1]}, "error_msg"),
+    ("/api/buttons/", {"label": ["l"]}, "label"),
+    ("/api/attachments/", {"attachments": [{"filename": {"a": 1}, "mime_type": "text/plain", "data": "aGk="}]},
+     "attachments"),
+])
+def test_wrong_json_types_answer_400_naming_the_field(db: Path, call: Call, path: str, fields: dict[str, Any],
+                                                      field: str) -> None:
+    conversation = post_conversation(call, "typed")
+    body = {**VALID[path], **({} if path == "/api/conversations/" else {"conversation": conversation})}
+    before = stored_rows(db)
+    status, answer = call("POST", path, {**body, **fields})
+    assert (status, list(answer)) == (400, [field]), answer
+    assert all(isinstance(message, str) for message in answer[field])
+    assert stored_rows(db) == before, "nothing of a refused request is stored"
+    assert call("POST", path, body)[0] == 201, "the same body without the wrong field is accepted"
+
+
+@pytest.mark.parametrize("value", [b"NaN", b"-Infinity", b"1e400", b"-1e999", b"9" * 5000, b'"\\ud800"',
+                                   b'"x\\udc00"', b'"\xff"', b'"\xed\xa0\x80"'])
+def test_values_json_cannot_carry_are_refused(db: Path, call: Call, value: bytes) -> None:
+    """Numbers no JSON answer can carry, lone surrogates and bytes that are not UTF-8: 400 on every route."""
+    conversation = post_conversation(call, "finite")
+    before = stored_rows(db)
+    span = (b'{"span_id": "0123456789abcdef", "trace_id": "0af7651916cd43dd8448eb211c80319c", "kind": "odd", '
+            b'"name": "n", "started_at": "2026-01-01T00:00:00Z", "ended_at": "2026-01-01T00:00:00Z", '
+            b'"attributes": {"x": %s}}' % value)
+    for path, raw in (
+        ("/api/conversations/", b'{"conversation_id": "v", "metadata": {"x": %s}}' % value),
+        ("/api/track/", b'{"conversation": %d, "sender": "agent", "content": "x", "metadata": {"x": %s}}' % (
+            conversation, value)),
+        ("/api/action_logs/", b'{"conversation": %d, "action_name": "a", "duration_ms": %s}' % (conversation, value)),
+        ("/api/ingest/", b'{"conversations": [{"conversation_id": "v", "spans": [%s]}]}' % span),
+    ):
+        status, answer = call("POST", path, raw=raw)
+        assert (status, list(answer)) == (400, ["detail"]), (path, answer)
+        assert answer["detail"].startswith("JSON parse error - "), answer
+    assert stored_rows(db) == before
+
+
+def test_multipart_metadata_must_be_json_an_answer_can_carry(db: Path, call: Call) -> None:
+    conversation = post_conversation(call, "form")
+    before = stored_rows(db)
+    for metadata, status in (("{\"x\": NaN}", 400), ("{\"x\": 1e400}", 400), ("{\"x\": 1}", 201)):
+        form = (f"--XyZ\r\nContent-Disposition: form-data; name=\"conversation\"\r\n\r\n{conversation}\r\n"
+                "--XyZ\r\nContent-Disposition: form-data; name=\"mode\"\r\n\r\nform_data\r\n"
+                f"--XyZ\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{metadata}\r\n"
+                "--XyZ\r\nContent-Disposition: form-data; name=\"attachment_0\"; filename=\"a.txt\"\r\n"
+                "Content-Type: text/plain\r\n\r\nhello\r\n--XyZ--\r\n").encode()
+        answer = call("POST", "/api/attachments/", raw=form,
+                      headers={"Content-Type": "multipart/form-data; boundary=XyZ"})
+        assert answer[0] == status, answer
+        if status == 400:
+            assert answer[1] == {"metadata": ["Value must be valid JSON."]}
+            assert stored_rows(db) == before
+
+
+def test_absurd_token_counts_count_as_zero(call: Call) -> None:
+    conversation = post_conversation(call, "tokens")
+    post_item(call, "/api/action_logs/", conversation, action_name="token_usage",
+              metadata={"prompt_tokens": 10**30, "completion_tokens": 5, "total_tokens": -3,
+                        "embedding_tokens": 2**40})
+    status, stats = call("GET", "/api/stats/")
+    assert status == 200
+    assert stats["tokens"] | {"prompt_tokens": 0, "completion_tokens": 5, "total_tokens": 0,
+                              "embedding_tokens": 2**40} == stats["tokens"]
+
+
+Exchange = tuple[int, dict[str, str], Any, bool]
+
+
+def exchange(url: str, data: bytes, timeout: float = 10.0, linger: float = 2.0) -> Exchange:
+    """Send ``data`` on a new connection as it is: the answer's status, headers and JSON body, and whether the
+    server closed the connection within ``linger`` seconds after it."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as raw:
+        raw.sendall(data)
+        response = http.client.HTTPResponse(raw)
+        response.begin()
+        body = strict_json(response.read())
+        raw.settimeout(linger)
+        try:
+            closed = raw.recv(1) == b""
+        except (TimeoutError, ConnectionResetError):
+            closed = False
+        return response.status, {name.lower(): value for name, value in response.getheaders()}, body, closed
+
+
+@pytest.mark.parametrize(("head", "body", "status"), [
+    (b"Content-Length: -1\r\n", b"{}", 400),
+    (b"Content-Length: abc\r\n", b"{}", 400),
+    (b"Content-Length: 1" + b"0" * 30 + b"\r\n", b"{}", 400),
+    (b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n", b"2\r\n{}\r\n0\r\n\r\n", 400),
+    (b"", b'{"conversation_id": "no-length"}', 411),
+    (b"", b"", 411),
+])
+def test_unreadable_http_framing_is_refused_in_drf_shape(dev: DevServer, db: Path, head: bytes, body: bytes,
+                                                         status: int) -> None:
+    """A body whose end cannot be known (a broken or missing ``Content-Length``): one JSON answer, then the
+    connection closes, nothing is stored and the server serves on."""
+    before = stored_rows(db)
+    request_bytes = (b"POST /api/conversations/ HTTP/1.1\r\nHost: dev\r\n" + AUTHORIZATION
+                     + b"Content-Type: application/json\r\n" + head + b"\r\n" + body)
+    answer_status, headers, answer, closed = exchange(dev.url, request_bytes)
+    assert (answer_status, list(answer), headers["content-type"]) == (status, ["detail"], "application/json")
+    assert closed, "the rest of the bytes cannot be read as a request: the connection closes"
+    assert stored_rows(db) == before
+    assert request(dev.url, "GET", "/health")[0] == 200
+
+
+def test_a_stalled_body_answers_408(dev: DevServer, db: Path, monkeypatch: pytest.MonkeyPatch,
+                                    caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr("agentsight.dev.app.BODY_TIMEOUT", 0.3)
+    started = time.monotonic()
+    status, _, answer, closed = exchange(dev.url, b"POST /api/conversations/ HTTP/1.1\r\nHost: dev\r\n" + AUTHORIZATION
+                                         + b"Content-Length: 40\r\n\r\n{\"conversation_id\"")
+    assert (status, list(answer), closed) == (408, ["detail"], True)
+    assert time.monotonic() - started < 5
+    assert stored_rows(db) == (0, 0, 0, 0) and not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_a_client_gone_before_its_body_is_no_error(dev: DevServer, caplog: pytest.LogCaptureFixture) -> None:
+    parts = urlsplit(dev.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as raw:
+        raw.sendall(b"POST /api/track/ HTTP/1.1\r\nHost: dev\r\n" + AUTHORIZATION + b"Content-Length: 100\r\n\r\n{")
+        eventually(lambda: bool(dev.requests), what="the request to arrive")
+    eventually(lambda: dev.requests[0].status != 0, what="the request to end")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], "a client that left is not a server error"
+    assert request(dev.url, "GET", "/health")[0] == 200
+
+
+def test_oversized_rest_bodies_answer_413(dev: DevServer, db: Path) -> None:
+    big = b"[" + b"1," * (8 * 1024 * 1024) + b"1]"  # 16 MiB + 2 bytes
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(big), big)
+    for head, body in ((b"Transfer-Encoding: chunked\r\n", chunked), (b"Content-Length: %d\r\n" % len(big), big),
+                       (b"Content-Length: 17000000\r\n", b"{}")):
+        status, _, answer, _ = exchange(dev.url, b"POST /api/track/ HTTP/1.1\r\nHost: dev\r\n" + AUTHORIZATION
+                                        + head + b"\r\n" + body, linger=0.05)
+        assert (status, answer) == (413, {"detail": "Request body larger than 16777216 bytes."})
+    assert stored_rows(db) == (0, 0, 0, 0)
+
+
+def test_numbers_stored_by_an_earlier_version_are_read_as_null(db: Path) -> None:
+    """Before bodies were checked, ``NaN`` and ``Infinity`` could be stored: every read stays valid JSON."""
+    DevStore(db).close()
+    with closing(sqlite3.connect(db)) as connection, connection:
+        connection.execute("INSERT INTO conversations (conversation_id, metadata, created_at, updated_at, is_used) "
+                           "VALUES ('old', ?, '2026-01-01', '2026-01-01', 1)",
+                           ('{"x": NaN, "y": [Infinity, -Infinity]}',))
+        for kind, body in (("message", '{"content": "hi", "sender": "agent", "metadata": {"score": NaN}}'),
+                           ("button", '{"button_event": "e", "label": "l", "metadata": {"n": Infinity}}')):
+            connection.execute("INSERT INTO items (conversation, kind, timestamp, created_at, body) "
+                               "VALUES (1, ?, '2026-01-01', '2026-01-01', ?)", (kind, body))
+    with DevServer("127.0.0.1", 0, db) as server:
+        for path in ("/api/conversations/", "/api/conversations/1/", "/api/stats/"):
+            status, answer = request(server.url, "GET", path)
+            assert status == 200, (path, answer)
+        _, detail = request(server.url, "GET", "/api/conversations/1/")
+    assert detail["metadata"] == {"x": None, "y": [None, None]}
+    assert [item["metadata"] for item in detail["timeline"]] == [{"score": None}, {"n": None}]
 
 
 @pytest.mark.parametrize("key", [None, "wrong", "ags_0123_abcdef"])

@@ -10,6 +10,7 @@ unexpected error is logged and answered 500 ``{"detail": "Internal error."}``. `
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentsight.config import API_KEY_PATTERN
@@ -38,7 +40,12 @@ PLACEHOLDER = "<!doctype html><title>AgentSight dev</title><p>AgentSight dev ser
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_BODY_BYTES = 16 * 1024 * 1024
-"""Largest request body (as sent, before any gzip is inflated)."""
+"""Largest request body (as sent, before any gzip is inflated): past it the answer is 413."""
+BODY_TIMEOUT = 30.0
+"""Seconds a request body may stall (nothing arriving) before the answer is 408."""
+CLOSE = {"Connection": "close"}
+"""Headers of the 408 answer: the connection closes (an oversized body is read on and discarded instead, so
+its sender, still sending, gets the 413 rather than a reset connection)."""
 MAX_ID = 2**63 - 1
 INGEST_PATH = "/api/ingest/"
 NOT_FOUND = {"detail": "Not found."}
@@ -194,6 +201,8 @@ class _AuthorizeAndGuard:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            return  # gone before its body arrived: nobody to answer
         except Exception:
             logger.exception("agentsight dev: %s %s failed", scope["method"], path)
             if started:
@@ -211,17 +220,24 @@ def _refusal(authorization: str) -> dict[str, str] | None:
 
 
 async def _body(request: Request) -> bytes:
-    """The request body, refused with 413 past :data:`MAX_BODY_BYTES` (without reading all of it)."""
+    """The request body, refused with 413 past :data:`MAX_BODY_BYTES` (without reading all of it) and with 408
+    when it stalls for :data:`BODY_TIMEOUT` seconds (a ``Content-Length`` larger than what is sent)."""
     too_large = ApiError(413, {"detail": f"Request body larger than {MAX_BODY_BYTES} bytes."})
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large
     chunks = bytearray()
-    async for chunk in request.stream():
+    stream = request.stream()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(stream), BODY_TIMEOUT)
+        except StopAsyncIteration:
+            return bytes(chunks)
+        except asyncio.TimeoutError:
+            raise ApiError(408, {"detail": f"Request body not received within {BODY_TIMEOUT:g} s."}, CLOSE) from None
         chunks += chunk
         if len(chunks) > MAX_BODY_BYTES:
             raise too_large
-    return bytes(chunks)
 
 
 async def _decoded(request: Request) -> tuple[dict[str, Any], rest.Files]:
@@ -271,7 +287,7 @@ def _conversation_page(store: DevStore, request: Request) -> dict[str, Any]:
 
 async def _api_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ApiError)
-    return JSONResponse(error.body, error.status)
+    return JSONResponse(error.body, error.status, headers=error.headers)
 
 
 async def _invalid_blocks(request: Request, error: Exception) -> JSONResponse:

@@ -18,15 +18,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentsight.dev.models import ConversationBlock, IngestDocument, IngestSpan, drf_errors, validate_blocks
-from agentsight.dev.rest import TOKEN_USAGE_ACTION, ApiError, load_json
+from agentsight.dev.rest import TOKEN_USAGE_ACTION, ApiError, count, load_json
 from agentsight.dev.store import DevStore, StoreWriter, utc_iso
 
 MAX_INFLATED_BYTES = 64 * 1024 * 1024
 """Largest document accepted once gzip is inflated."""
 
 CONVERSATION_KIND = "conversation"
-MAX_TOKENS = 2**40
-"""Token counts above this (or not whole numbers) count as 0: nonsense, and SQLite sums must not overflow."""
 
 BLOCK_FIELDS = ("conversation_id", "customer_id", "customer_ip_address", "device", "source", "language", "name",
                 "environment", "metadata")
@@ -157,9 +155,9 @@ def _llm(writer: StoreWriter, conversation: int, conversation_id: str, span: Ing
     operation = _text(attributes.get("gen_ai.operation.name")) or "chat"
     system = _text(attributes.get("gen_ai.system") or attributes.get("gen_ai.provider.name")) or "unknown"
     model = _text(attributes.get("gen_ai.request.model") or attributes.get("gen_ai.response.model")) or span.name
-    usage = {key: _count(attributes.get(attribute)) for key, attribute in LLM_USAGE.items()}
+    usage = {key: count(attributes.get(attribute)) for key, attribute in LLM_USAGE.items()}
     usage["total_tokens"] = max(usage["prompt_tokens"] + usage["completion_tokens"],
-                                _count(attributes.get("agentsight.llm.total_tokens")))
+                                count(attributes.get("agentsight.llm.total_tokens")))
     if span.name == TOKEN_USAGE_ACTION and "gen_ai.request.model" not in attributes:
         # The sums of the seed API's track_token_usage(): shown as the REST wire's token_usage action is.
         _action(writer, conversation, conversation_id, span, TOKEN_USAGE_ACTION, error=None, usage=usage,
@@ -196,13 +194,13 @@ def _attachment(writer: StoreWriter, conversation: int, conversation_id: str, sp
     attributes = span.attributes
     described = _parsed(attributes.get("agentsight.attachment.files"))
     files = [{"filename": _text(file.get("filename") or file.get("name")),
-              "mime_type": _text(file.get("mime_type") or file.get("mime")), "size": _count(file.get("size"))}
+              "mime_type": _text(file.get("mime_type") or file.get("mime")), "size": count(file.get("size"))}
              for file in (described if isinstance(described, list) else []) if isinstance(file, dict)]
     writer.add_item("attachments", conversation, utc_iso(span.started_at), {
         "conversation_id": conversation_id,
         "sender": _text(attributes.get("agentsight.attachment.sender")),
         "mode": _text(attributes.get("agentsight.attachment.mode")),
-        "count": _count(attributes.get("agentsight.attachment.count")) or len(files),
+        "count": count(attributes.get("agentsight.attachment.count")) or len(files),
         "files": files,
         "descriptor": True,
         "metadata": _json_object(attributes.get("agentsight.metadata")),
@@ -237,12 +235,6 @@ def _text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False)
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_TOKENS:
-        return 0
-    return int(value)
 
 
 def _parsed(value: Any) -> Any:

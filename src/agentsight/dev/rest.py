@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -52,22 +54,32 @@ CHOICES = {
 }
 
 TEXT_FIELDS = ("conversation_id", "customer_id", "customer_ip_address", "device", "source", "language", "name",
-               "content", "action_name", "button_event", "label", "value")
+               "content", "action_name", "button_event", "label", "value", "started_at", "ended_at", "response",
+               "error_msg")
 """Fields that are text (numbers become text, as DRF's ``CharField`` does)."""
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""A ``\\uD800``-``\\uDFFF`` escape: the decoded value may hold a lone surrogate (a pair is one character)."""
+
+_PRIMARY_KEY = re.compile(r"[0-9]{1,19}")
 
 REQUIRED = "This field is required."
 TOKEN_USAGE_ACTION = "token_usage"
 REST_TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "embedding_tokens")
 """Token counts a ``token_usage`` action carries in its metadata (prompt = input, completion = output)."""
+MAX_COUNT = 2**40
+"""Counts (tokens, file sizes) above this, or not numbers, count as 0: nonsense, and SQLite sums must not
+overflow."""
 
 
 class ApiError(Exception):
-    """An answer other than success: ``status`` and its DRF-style JSON body."""
+    """An answer other than success: ``status``, its DRF-style JSON body and extra ``headers``."""
 
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         super().__init__(status, body)
         self.status = status
         self.body = body
+        self.headers = headers
 
 
 def field_error(name: str, message: str) -> ApiError:
@@ -94,15 +106,32 @@ def check_reference(store: DevStore, clean: dict[str, Any]) -> None:
 
 
 def load_json(raw: bytes) -> Any:
-    """Strict JSON (UTF-8; ``NaN`` and ``Infinity`` are not JSON). Raises ``ValueError``."""
+    """Strict JSON: UTF-8 text, finite numbers only (``NaN``, ``Infinity`` and ``1e400`` are refused: nothing
+    stored could then be written back as JSON), strings without lone surrogates (``"\\ud800"``: not text that
+    UTF-8, SQLite or an answer can hold). Raises ``ValueError``."""
 
     def refuse(constant: str) -> Any:
         raise ValueError(f"{constant} is not valid JSON")
 
+    def finite(text: str) -> float:
+        number = float(text)
+        if not math.isfinite(number):
+            raise ValueError(f"number {text[:32]} is out of range")
+        return number
+
     try:
-        return json.loads(raw, parse_constant=refuse)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    try:
+        value = json.loads(text, parse_constant=refuse, parse_float=finite)
+        if _SURROGATE_ESCAPE.search(text):
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a string holds a lone surrogate (an unpaired \\ud800-\\udfff escape)") from None
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    return value
 
 
 def decode_body(content_type: str, raw: bytes) -> tuple[dict[str, Any], Files]:
@@ -150,11 +179,10 @@ def validated(path: str, body: dict[str, Any]) -> dict[str, Any]:
     else:
         clean["timestamp"] = None
     for name in TEXT_FIELDS:
-        value = clean.get(name)
-        if value is not None and not isinstance(value, str):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise field_error(name, "Not a valid string.")
-            clean[name] = str(value)
+        if name in clean:
+            clean[name] = text(clean[name], name)
+    if clean.get("duration_ms") is not None:
+        clean["duration_ms"] = _number(clean["duration_ms"], "duration_ms")
     clean["metadata"] = _json_field(clean, "metadata")
     if "is_used" in clean:
         clean["is_used"] = boolean(clean["is_used"], "is_used")
@@ -171,11 +199,23 @@ def item(kind: str, clean: dict[str, Any], files: Files) -> tuple[dict[str, Any]
         stored["files"] = _attachment_files(clean, files)
     if kind != "action" or stored["action_name"] != TOKEN_USAGE_ACTION:
         return stored, None
-    usage = {}
-    for key in REST_TOKEN_KEYS:
-        value = stored["metadata"].get(key)
-        usage[key] = value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-    return stored, usage
+    return stored, {key: count(stored["metadata"].get(key)) for key in REST_TOKEN_KEYS}
+
+
+def count(value: Any) -> int:
+    """A count (tokens, bytes) as stored: a number from 0 to :data:`MAX_COUNT` (a fraction truncated), else 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_COUNT:
+        return 0
+    return int(value)
+
+
+def text(value: Any, name: str) -> str | None:
+    """A DRF ``CharField`` value: text as is, a number as text, ``None`` kept; a 400 naming ``name`` otherwise."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise field_error(name, "Not a valid string.")
+    return str(value)
 
 
 def boolean(value: Any, name: str) -> bool:
@@ -195,7 +235,7 @@ def _json_field(body: dict[str, Any], name: str) -> dict[str, Any] | None:
     value = body.get(name)
     if isinstance(value, str):
         try:
-            value = json.loads(value) if value.strip() else None
+            value = load_json(value.encode()) if value.strip() else None
         except ValueError:
             raise field_error(name, "Value must be valid JSON.") from None
     if value is not None and not isinstance(value, dict):
@@ -203,11 +243,28 @@ def _json_field(body: dict[str, Any], name: str) -> dict[str, Any] | None:
     return value
 
 
+def _number(value: Any, name: str) -> int | float:
+    """A DRF ``FloatField`` value: a number, or text holding a finite one; a 400 naming ``name`` otherwise."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    try:
+        number = float(value) if isinstance(value, str) else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise field_error(name, "A valid number is required.")
+    return number
+
+
 def _primary_key(value: Any) -> int:
-    if (isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit()
-            or int(value) >= 2**63):
+    """A DRF primary key: a whole number below 2**63, or text of its digits; a 400 otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        key = value if 0 <= value < 2**63 else None
+    else:
+        key = int(value) if isinstance(value, str) and _PRIMARY_KEY.fullmatch(value.strip()) else None
+    if key is None or key >= 2**63:
         raise field_error("conversation", f"Incorrect type. Expected pk value, received {type(value).__name__}.")
-    return int(value)
+    return key
 
 
 def _attachment_files(body: dict[str, Any], files: Files) -> list[dict[str, Any]]:
@@ -225,6 +282,6 @@ def _attachment_files(body: dict[str, Any], files: Files) -> list[dict[str, Any]
             size = len(base64.b64decode(attachment["data"], validate=True))
         except (binascii.Error, ValueError):
             raise field_error("attachments", "Invalid base64 data.") from None
-        described.append({"filename": attachment.get("filename"), "mime_type": attachment.get("mime_type"),
-                          "size": size})
+        described.append({"filename": text(attachment.get("filename"), "attachments"),
+                          "mime_type": text(attachment.get("mime_type"), "attachments"), "size": size})
     return described

@@ -10,17 +10,20 @@ instead of the normal ones (:meth:`DevServer.inject`).
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from agentsight.dev.app import RECEIVED, create_app
 from agentsight.dev.rest import Files
@@ -99,6 +102,37 @@ class _Uvicorn(uvicorn.Server):
             self._loop.call_soon_threadsafe(self._wake.set)
 
 
+class _LengthRequired(Exception):
+    """Raised from a parser callback to stop parsing a request whose body cannot be delimited."""
+
+
+class _HttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools), answering a request it cannot read in the API's shape (a DRF
+    ``{"detail"}`` JSON body, then the connection closes): 411 for a POST, PUT or PATCH with neither
+    ``Content-Length`` nor chunked ``Transfer-Encoding`` (where its body ends is unknown), 400 for a malformed
+    request line or header (such as a negative, non-numeric or overflowing ``Content-Length``)."""
+
+    _length_required = False
+
+    def on_headers_complete(self) -> None:
+        names = {name for name, _ in self.headers}
+        if self.parser.get_method() in (b"POST", b"PUT", b"PATCH") and not names & {b"content-length",
+                                                                                   b"transfer-encoding"}:
+            self._length_required = True
+            raise _LengthRequired  # the parser stops and uvicorn calls send_400_response
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._length_required:
+            status, detail = HTTPStatus.LENGTH_REQUIRED, "A request body needs a Content-Length header."
+        else:
+            status, detail = HTTPStatus.BAD_REQUEST, "Malformed HTTP request line or header (such as Content-Length)."
+        body = json.dumps({"detail": detail}).encode()
+        self.transport.write(f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: application/json\r\n"
+                             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
+        self.transport.close()
+
+
 def _listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket. Its protocol is named so asyncio turns Nagle off on each connection:
     a response's head and body go in two writes, and Nagle with the client's delayed ACK stalls 40 ms."""
@@ -157,7 +191,7 @@ class DevServer:
         listener = _listen(self.host, self.port)
         self.port = int(listener.getsockname()[1])
         config = uvicorn.Config(self._app, lifespan="off", log_level="warning", access_log=False,
-                                timeout_keep_alive=60)
+                                timeout_keep_alive=60, http=_HttpProtocol)
         server = _Uvicorn(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="agentsight-dev",
                                   daemon=True)
@@ -194,9 +228,15 @@ class DevServer:
             return [r for r in self.requests if r.status in (200, 201) and (path is None or r.path == path)]
 
     def wait_for(self, count: int, timeout: float = 10.0, path: str | None = None) -> list[ReceivedRequest]:
-        """Wait until ``count`` requests (to ``path``) were accepted, or ``timeout``; returns :meth:`accepted`."""
+        """Wait until ``count`` requests (to ``path``) were accepted; returns :meth:`accepted`.
+
+        Raises ``TimeoutError`` naming what it waited for, and what arrived, when ``timeout`` seconds pass first.
+        """
         with self._lock:
-            self._lock.wait_for(lambda: len(self.accepted(path)) >= count, timeout)
+            if not self._lock.wait_for(lambda: len(self.accepted(path)) >= count, timeout):
+                raise TimeoutError(
+                    f"waited {timeout:g} s for {count} accepted requests{f' to {path}' if path else ''}: "
+                    f"{len(self.accepted(path))} accepted, {len(self.requests)} received in all")
         return self.accepted(path)
 
     def _begin(self, scope: Scope) -> tuple[ReceivedRequest, CannedResponse | None]:

@@ -145,7 +145,7 @@ class StoreWriter:
         """
         given = {name: body.get(name) for name in CONVERSATION_FIELDS if body.get(name) is not None}
         if body.get("metadata") is not None:
-            given["metadata"] = json.dumps(body["metadata"], ensure_ascii=False)
+            given["metadata"] = _dumps(body["metadata"])
         row = self._db.execute("SELECT id FROM conversations WHERE conversation_id = ?",
                                (given["conversation_id"],)).fetchone()
         if row is None:
@@ -177,7 +177,7 @@ class StoreWriter:
         cursor = self._db.execute(
             "INSERT INTO items (conversation, kind, timestamp, created_at, body) VALUES (?, ?, ?, ?, ?)",
             (conversation, kind, utc_iso(timestamp) if timestamp else self.now, self.now,
-             json.dumps(dict(body), ensure_ascii=False)),
+             _dumps(dict(body))),
         )
         item = int(cursor.lastrowid or 0)
         if usage is not None:
@@ -209,6 +209,18 @@ class DevStore:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
+        self._repair()
+
+    def _repair(self) -> None:
+        """Rewrite JSON stored by earlier versions with ``NaN`` or ``Infinity`` (which no answer can carry and
+        SQLite's JSON functions refuse), those numbers becoming ``null``."""
+        with self.write():
+            for table, column in (("items", "body"), ("conversations", "metadata")):
+                rows = self._db.execute(f"SELECT id, {column} AS value FROM {table} "
+                                        f"WHERE instr({column}, 'NaN') OR instr({column}, 'Infinity')").fetchall()
+                for row in rows:
+                    value = json.loads(row["value"], parse_constant=lambda constant: None)
+                    self._db.execute(f"UPDATE {table} SET {column} = ? WHERE id = ?", (_dumps(value), row["id"]))
 
     def close(self) -> None:
         """Close the connection."""
@@ -365,6 +377,11 @@ class DevStore:
         ):
             labels.setdefault(row["event"], []).append(row["label"])
         return labels
+
+
+def _dumps(value: Any) -> str:
+    """JSON text to store; ``ValueError`` for a number JSON cannot hold (``NaN``, infinities)."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
 def _conversation(row: sqlite3.Row) -> dict[str, Any]:
