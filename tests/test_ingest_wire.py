@@ -20,6 +20,7 @@ import pytest
 from agentsight import ConversationTracker
 from agentsight.dev import CannedResponse, DevServer
 from agentsight.dev.local_llm import FakeLLMServer
+from agentsight.config import DeliverySettings
 from agentsight.exceptions import ConfigurationError
 from agentsight.instrumentation.openai import OpenAIInstrumentor
 from tests.conftest import API_KEY, QUICK_RETRIES, instrumented
@@ -184,9 +185,10 @@ def test_outage_is_reported_by_flush_and_counted(make_tracker: Callable[..., Con
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    tracker = make_tracker(endpoint=f"http://127.0.0.1:{port}", protocol="ingest")
+    tracker = make_tracker(endpoint=f"http://127.0.0.1:{port}", protocol="ingest",
+                           delivery=DeliverySettings(backoff_initial=0.01, backoff_max=0.05, max_retry_time=1.0))
     seed_turn(tracker)
-    result = tracker.flush(10)
+    result = tracker.flush(30)
     assert result["complete"] and result["summary"] == {"delivered": 0, "failed": 3}
     stats = tracker.delivery_stats()
     assert stats["payloads_expired"] == stats["payloads_submitted"] == 3
