@@ -18,9 +18,9 @@ import openai
 import pytest
 
 from agentsight import ConversationTracker
+from agentsight.config import DeliverySettings
 from agentsight.dev import CannedResponse, DevServer
 from agentsight.dev.local_llm import FakeLLMServer
-from agentsight.config import DeliverySettings
 from agentsight.exceptions import ConfigurationError
 from agentsight.instrumentation.openai import OpenAIInstrumentor
 from tests.conftest import API_KEY, QUICK_RETRIES, instrumented
