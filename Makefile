@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: test demo bench bench-llm bench-bridge bench-wan clean
+.PHONY: test coverage demo bench bench-llm bench-bridge bench-wan clean
 
 $(VENV)/.test: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ test: $(VENV)/.test
 	fi
 	$(PY) -m ruff check src tests bench examples
 	$(PY) -m pytest -q
+
+# The whole suite under coverage.py, the Python processes it starts included ([tool.coverage.run] in
+# pyproject.toml); prints the files not fully covered and the total. Fails when a test fails.
+coverage: $(VENV)/.test
+	$(PY) -m coverage erase
+	$(PY) -m coverage run -m pytest -q; status=$$?; \
+		$(PY) -m coverage combine -q && $(PY) -m coverage report --skip-covered --sort=cover && \
+		echo "total coverage: $$($(PY) -m coverage report --format=total)%"; exit $$status
 
 demo: $(VENV)/.test
 	$(PY) examples/demo.py $(ARGS)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -28,6 +29,8 @@ from agentsight.dev.local_llm import FakeLLMServer
 # Trackers would instrument the installed LLM clients on creation; instrumentation tests do it themselves.
 os.environ["AGENTSIGHT_AUTO_INSTRUMENT"] = "false"
 
+WRAPPER = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
+"""What every wrapt wrapper is (wrapt 2 put ``BaseObjectProxy`` under ``ObjectProxy``)."""
 API_KEY = "ags_0123456789abcdef0123456789abcdef_abcdef"
 QUICK_RETRIES = DeliverySettings(timeout=2.0, backoff_initial=0.01, backoff_max=0.05, max_retry_time=10.0)
 
@@ -89,6 +92,15 @@ def instrumented(*instrumentors: type[BaseInstrumentor]) -> Iterator[InMemorySpa
     finally:
         for instrumentor in instrumentors:
             instrumentor().uninstrument()
+
+
+def wrapper_layers(owner: type, name: str) -> int:
+    """How many wrapt wrappers are around the method ``name`` of ``owner`` (instrumentors wrap in place):
+    1 while instrumented, however often ``instrument()`` was called; 0 once uninstrumented."""
+    value, layers = vars(owner).get(name), 0
+    while isinstance(value, WRAPPER):
+        value, layers = value.__wrapped__, layers + 1
+    return layers
 
 
 def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "the condition") -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import pytest
 
@@ -37,6 +39,16 @@ def test_429_honours_retry_after(api: DevServer, tracker: ConversationTracker) -
     _one_turn(tracker)
     assert tracker.flush(10)["complete"]
     assert time.monotonic() - started >= 1.0, "waited the Retry-After second, not the 10 ms back-off"
+    assert [r.status for r in api.requests] == [429, 201, 201]
+
+
+def test_429_honours_an_http_date_retry_after(api: DevServer, tracker: ConversationTracker) -> None:
+    when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=2), usegmt=True)  # whole seconds
+    api.inject(CannedResponse(429, b'{"detail": "slow down"}', retry_after=when))
+    started = time.monotonic()
+    _one_turn(tracker)
+    assert tracker.flush(10)["complete"]
+    assert time.monotonic() - started >= 0.9, f"waited until {when}, 1 to 2 s away, not the 10 ms back-off"
     assert [r.status for r in api.requests] == [429, 201, 201]
 
 
@@ -123,17 +135,20 @@ def test_full_queue_drops_whole_turns_counted_and_logged(api: DevServer, make_tr
 
 
 def test_each_conversation_in_order_across_concurrent_delivery(api: DevServer, make_tracker) -> None:
+    """A conversation's turns never overtake one another: not with connections to spare, nor while one of
+    them is retried (each conversation's turns are tracked back to back, so they queue together)."""
     api.latency = 0.002
-    tracker = make_tracker(delivery=DeliverySettings(max_concurrency=4, backoff_initial=0.01))
-    for turn in range(5):
-        for conversation in range(8):
+    tracker = make_tracker(delivery=DeliverySettings(max_concurrency=8, backoff_initial=0.2, backoff_max=0.2))
+    api.inject(*[CannedResponse(503, path="/api/track/")] * 3)  # the first three messages wait 0.1-0.2 s
+    for conversation in range(4):
+        for turn in range(5):
             tracker.get_or_create_conversation(f"conv-{conversation}")
             tracker.track_question(f"{conversation}:{turn}")
             tracker.send_tracked_data()
     assert tracker.flush(20)["complete"]
     arrived = [b["content"] for b in bodies(api, "/api/track/")]
-    assert len(arrived) == 40
-    for conversation in range(8):
+    assert len(arrived) == 20
+    for conversation in range(4):
         mine = [text for text in arrived if text.startswith(f"{conversation}:")]
         assert mine == [f"{conversation}:{turn}" for turn in range(5)]
 

@@ -332,6 +332,8 @@ def test_latency_lets_concurrent_requests_overlap() -> None:
         assert statuses == [200] * 10
         assert server.max_in_flight == 10, "all ten were held by the latency at the same time"
         assert len(server.wait_for(10, timeout=1, path="/api/me/")) == 10
+        with pytest.raises(TimeoutError, match=r"11 accepted requests to /api/me/: 10 accepted, 10 received"):
+            server.wait_for(11, timeout=0.05, path="/api/me/")
 
 
 def test_an_unexpected_error_is_logged_and_answered_500(dev: DevServer, monkeypatch: pytest.MonkeyPatch,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import gc
+import importlib
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,9 +22,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 from agentsight import ConversationTracker
 from agentsight.dev import DevServer
 from agentsight.dev.local_llm import ANTHROPIC_USAGE, REPLY_TEXT, TOOL_INPUT, FakeLLMServer
-from agentsight.instrumentation.anthropic import AnthropicInstrumentor
+from agentsight.instrumentation.anthropic import MODULE, SURFACES, AnthropicInstrumentor
 from agentsight.spans.attribution import ModelCallAttribution
-from tests.conftest import bodies, instrumented
+from tests.conftest import bodies, instrumented, wrapper_layers
 
 MODEL = "claude-x"
 ANSWER_MODEL = "claude-x-20241022"
@@ -363,10 +364,15 @@ def test_suppressed_and_uninstrumented_calls_make_no_span(
     with client.messages.stream(**REQUEST) as stream:
         assert type(stream._raw_stream) is anthropic.Stream, "the helper's stream is the client's own again"
     assert spans.get_finished_spans() == ()
+    module = importlib.import_module(MODULE)
+    surfaces = [(getattr(module, cls), method) for cls, method in SURFACES if hasattr(getattr(module, cls), method)]
+    assert surfaces and {wrapper_layers(*surface) for surface in surfaces} == {0}, "uninstrument() restored all"
     AnthropicInstrumentor().instrument()
     AnthropicInstrumentor().instrument()
+    layers = {f"{owner.__name__}.{method}": wrapper_layers(owner, method) for owner, method in surfaces}
+    assert set(layers.values()) == {1}, f"the second instrument() patched again: {layers}"
     client.messages.create(**REQUEST)
-    assert spans.get_finished_spans() == (), "the second instrument() did not patch twice (no global provider)"
+    assert spans.get_finished_spans() == (), "instrument() without a provider records with the global one (none)"
 
 
 @pytest.mark.usefixtures("rest_wire")  # reads the model calls as REST actions

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import gc
+import importlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +20,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from agentsight import ConversationTracker
 from agentsight.dev import DevServer
 from agentsight.dev.local_llm import FakeLLMServer
-from agentsight.instrumentation.openai import OpenAIInstrumentor
-from tests.conftest import API_KEY, bodies, instrumented, run_script
+from agentsight.instrumentation.openai import SURFACES, OpenAIInstrumentor
+from tests.conftest import API_KEY, bodies, instrumented, run_script, wrapper_layers
 
 MESSAGES = [{"role": "user", "content": "Where is my order?"}]
 TOOLS = [{"type": "function", "function": {"name": "get_order", "parameters": {"type": "object", "properties": {}}}}]
@@ -201,10 +202,15 @@ def test_suppressed_and_uninstrumented_calls_make_no_span(spans: InMemorySpanExp
     OpenAIInstrumentor().uninstrument()
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert spans.get_finished_spans() == ()
+    assert {wrapper_layers(getattr(importlib.import_module(module), cls), method)
+            for module, cls, method, _ in SURFACES} == {0}, "uninstrument() restored every method"
     OpenAIInstrumentor().instrument()
     OpenAIInstrumentor().instrument()
+    layers = {f"{cls}.{method}": wrapper_layers(getattr(importlib.import_module(module), cls), method)
+              for module, cls, method, _ in SURFACES}
+    assert set(layers.values()) == {1}, f"the second instrument() patched again: {layers}"
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    assert spans.get_finished_spans() == (), "the second instrument() did not patch twice (no global provider)"
+    assert spans.get_finished_spans() == (), "instrument() without a provider records with the global one (none)"
 
 
 def test_no_state_left_per_call(

@@ -223,3 +223,68 @@ def test_rest_keeps_each_conversations_order_under_concurrency() -> None:
         sent = [r["body"]["content"] for r in transport.requests
                 if r["path"] == "/api/track/" and r["body"]["conversation_id"] == f"conv-{conversation}"]
         assert sent == [f"t{turn} 0" for turn in range(20)]
+
+
+def _held(release: threading.Event) -> ScriptedTransport:
+    """A transport whose every request waits for ``release`` (at most 5 s) before it is answered 200."""
+
+    def held(record: dict[str, Any]) -> HttpResponse:
+        release.wait(5)
+        return OK
+
+    return ScriptedTransport(default=held)
+
+
+def test_the_queue_is_bounded_in_bytes_as_well_as_payloads() -> None:
+    release = threading.Event()
+    transport = _held(release)
+    turns = [_pending(_span(f"conv-{n}", n + 1, messages=5, text="x" * 200)) for n in range(5)]
+    byte_limit = sum(turn.size for turn in turns[:3]) + turns[3].size // 5  # three fit, a fourth does not
+    client = _ingest_client(transport, settings=DeliverySettings(
+        backoff_initial=0.001, max_retry_time=5.0, max_queue_size=10_000, max_queue_bytes=byte_limit))
+    assert [client.submit(turn) for turn in turns] == [True, True, True, False, False]
+    stats = client.stats
+    assert stats["payloads_dropped_queue_full"] == turns[3].payload_count + turns[4].payload_count
+    assert stats["bytes_queued"] == sum(turn.size for turn in turns[:3]) and stats["payloads_queued"] == 3
+    assert not client.has_room(), "above 90 % of the byte limit there is no room, whatever the payload count"
+    release.set()
+    assert client.flush(5).complete
+    assert client.has_room() and client.stats["bytes_queued"] == 0
+
+
+def test_back_off_doubles_between_retries() -> None:
+    stamps: list[float] = []
+
+    def answer(status: int) -> Callable[[dict[str, Any]], HttpResponse]:
+        def stamped(record: dict[str, Any]) -> HttpResponse:
+            stamps.append(time.monotonic())
+            return HttpResponse(status, b"{}", None)
+
+        return stamped
+
+    transport = ScriptedTransport(*[answer(503)] * 5, default=answer(200))
+    client = _ingest_client(transport, settings=DeliverySettings(backoff_initial=0.02, backoff_max=10.0,
+                                                                 max_retry_time=30.0))
+    client.submit(_pending(_span("conv-b", 1)))
+    assert client.flush(10).complete and len(stamps) == 6
+    gaps = [later - earlier for earlier, later in zip(stamps, stamps[1:], strict=False)]
+    # Retry n waits 0.02 s * 2**n, times a jitter of 0.5 to 1: at least 10, 20, 40, 80 and 160 ms.
+    assert all(gap >= 0.01 * 2**n for n, gap in enumerate(gaps)), [round(gap, 3) for gap in gaps]
+
+
+def test_shutdown_counts_what_it_could_not_deliver(caplog: pytest.LogCaptureFixture) -> None:
+    release = threading.Event()
+    transport = _held(release)
+    client = _ingest_client(transport)
+    turns = [_pending(_span("conv-s", n + 1)) for n in range(3)]
+    for turn in turns:
+        client.submit(turn)
+    while not transport.requests:
+        time.sleep(0.001)
+    caplog.set_level(logging.ERROR, logger="agentsight")
+    try:
+        assert client.shutdown(timeout=0.2) is False
+        assert client.stats["payloads_dropped_at_shutdown"] == sum(turn.payload_count for turn in turns) == 3
+        assert any("undelivered" in record.getMessage() for record in caplog.records)
+    finally:
+        release.set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -21,7 +20,7 @@ from agentsight.exceptions import (
     NoApiKeyException,
     NoDataToSendException,
 )
-from tests.conftest import API_KEY, bodies
+from tests.conftest import API_KEY, bodies, stored_messages
 
 pytestmark = pytest.mark.usefixtures("rest_wire")  # these tests read the REST wire's payloads
 
@@ -145,4 +144,6 @@ def test_large_unicode_and_none_fields(api: DevServer, tracker: ConversationTrac
     conversation = bodies(api, "/api/conversations/")[0]
     assert conversation["conversation_id"] == "conv-ü 会話" and conversation["name"] == "名前 ✓"
     assert conversation["customer_id"] is None and conversation["device"] is None
-    assert json.dumps(conversation, ensure_ascii=False)
+    stored = api.conversations["conv-ü 会話"]
+    assert (stored["name"], stored["customer_id"], stored["device"]) == ("名前 ✓", None, None), "stored as sent"
+    assert [content for _, content in stored_messages(api)] == [big, "emoji 🤖 and RTL שלום"]
