@@ -4,15 +4,18 @@
 (``os.sched_setaffinity``) and sends pre-built OTLP requests from this process, pinned to CPU 1,
 over kept-alive connections: 512 spans each, a realistic mix of the app's own spans (HTTP server and
 client, database, model calls) and conversation turns recorded by a real ``ConversationTracker``
-(question, answer, button, token usage). Rows:
+(question, answer, button, token usage), every request sent with new trace ids (the bridge would
+recognise a repeat and not deliver it again). The bridge answers a request once its turns are
+delivered and its model calls waited the grace period (2 s), so each connection has one request in
+flight for about 2 s: many connections, as a Collector has consumers. Rows:
 
 - OTLP/HTTP protobuf, plain and gzip, and OTLP/gRPC, with delivery off (no API key: turns are
-  assembled and handed to the exporter, which counts them instead of sending them): the bridge's
-  own cost, which the goal (>= 20,000 spans/s) is about;
+  assembled and handed to the exporter, which reports them not deliverable): the bridge's own
+  cost, which the goal (>= 20,000 spans/s) is about;
 - OTLP/HTTP protobuf delivering every turn to a ``DevServer`` in a third process (on
-  CPU 1 with the client): end to end, delivery (one HTTP POST per payload) sharing the bridge's
-  core; were the queue to fill, the bridge would answer 503 + Retry-After and the client retry
-  after 50 ms.
+  CPU 1 with the client): end to end, each request answered once its turns are stored, delivery
+  sharing the bridge's core; a 503 (no room, or not delivered within the acknowledgement time-out)
+  makes the client send another request after 50 ms.
 
 Writes ``bench/RESULTS_BRIDGE.md`` unless ``--no-write``.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import http.client
+import itertools
 import json
 import logging
 import os
@@ -204,16 +208,52 @@ class Tally:
             self.spans += 0 if refused else spans
 
 
-def http_sender(port: int, bodies: list[bytes], gzipped: bool) -> Callable[[Iterator[int]], tuple[int, bool]]:
-    """A function sending the next body over one kept-alive OTLP/HTTP connection: (status, refused)."""
+class FreshRequests:
+    """The pre-built requests in turn, each time with new trace ids: the bridge recognises a span it received
+    before and does not deliver it again, so only new ids make every request sent new work.
+
+    The first 4 bytes of every trace id in a request become the number of the request sent (thread-safe).
+    """
+
+    def __init__(self, bodies: list[bytes]) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        self._bodies = bodies
+        self._offsets = []
+        for body in bodies:
+            request = ExportTraceServiceRequest.FromString(body)
+            trace_ids = {span.trace_id for resource in request.resource_spans for scope in resource.scope_spans
+                         for span in scope.spans}
+            self._offsets.append([offset for trace_id in trace_ids for offset in _occurrences(body, trace_id)])
+        self._numbers = itertools.count()
+
+    def __call__(self) -> bytes:
+        number = next(self._numbers)
+        index = number % len(self._bodies)
+        body = bytearray(self._bodies[index])
+        stamp = number.to_bytes(4, "big")
+        for offset in self._offsets[index]:
+            body[offset:offset + 4] = stamp
+        return bytes(body)
+
+
+def _occurrences(data: bytes, part: bytes) -> Iterator[int]:
+    offset = data.find(part)
+    while offset >= 0:
+        yield offset
+        offset = data.find(part, offset + 1)
+
+
+def http_sender(port: int, fresh: FreshRequests, gzipped: bool) -> Callable[[], tuple[int, bool]]:
+    """A function sending the next request over one kept-alive OTLP/HTTP connection: (status, refused)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Content-Type": "application/x-protobuf"}
     if gzipped:
-        bodies = [gzip.compress(body, 6) for body in bodies]
         headers["Content-Encoding"] = "gzip"
 
-    def send(order: Iterator[int]) -> tuple[int, bool]:
-        connection.request("POST", "/v1/traces", bodies[next(order)], headers)
+    def send() -> tuple[int, bool]:
+        body = fresh()
+        connection.request("POST", "/v1/traces", gzip.compress(body, 6) if gzipped else body, headers)
         response = connection.getresponse()
         response.read()
         if response.status not in (200, 503):
@@ -223,7 +263,7 @@ def http_sender(port: int, bodies: list[bytes], gzipped: bool) -> Callable[[Iter
     return send
 
 
-def grpc_sender(port: int, bodies: list[bytes]) -> Callable[[Iterator[int]], tuple[int, bool]]:
+def grpc_sender(port: int, fresh: FreshRequests) -> Callable[[], tuple[int, bool]]:
     """A function sending the next request over one gRPC channel: (status, refused)."""
     import grpc
 
@@ -231,9 +271,9 @@ def grpc_sender(port: int, bodies: list[bytes]) -> Callable[[Iterator[int]], tup
     export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
                                  request_serializer=None, response_deserializer=None)  # raw bytes both ways
 
-    def send(order: Iterator[int]) -> tuple[int, bool]:
+    def send() -> tuple[int, bool]:
         try:
-            export(bodies[next(order)], timeout=60)
+            export(fresh(), timeout=60)
         except grpc.RpcError as error:
             if error.code() != grpc.StatusCode.UNAVAILABLE:
                 raise
@@ -243,7 +283,7 @@ def grpc_sender(port: int, bodies: list[bytes]) -> Callable[[Iterator[int]], tup
     return send
 
 
-def drive(senders: list[Callable[[Iterator[int]], tuple[int, bool]]], warmup: float, duration: float,
+def drive(senders: list[Callable[[], tuple[int, bool]]], warmup: float, duration: float,
           cpu: Callable[[], float]) -> Tally:
     """Each sender on a thread of its own: ``warmup`` seconds uncounted, then ``duration`` seconds counted.
 
@@ -253,11 +293,10 @@ def drive(senders: list[Callable[[Iterator[int]], tuple[int, bool]]], warmup: fl
     counting = threading.Event()
     done = threading.Event()
 
-    def loop(send: Callable[[Iterator[int]], tuple[int, bool]], offset: int) -> None:
-        order = _cycle(offset)
+    def loop(send: Callable[[], tuple[int, bool]]) -> None:
         try:
             while not done.is_set():
-                _, refused = send(order)
+                _, refused = send()
                 if counting.is_set() and not done.is_set():
                     tally.add(SPANS_PER_REQUEST, refused)
                 if refused:
@@ -265,7 +304,7 @@ def drive(senders: list[Callable[[Iterator[int]], tuple[int, bool]]], warmup: fl
         except Exception as error:  # a benchmark reports rather than hides a broken run
             tally.errors.append(repr(error))
 
-    threads = [threading.Thread(target=loop, args=(send, n), daemon=True) for n, send in enumerate(senders)]
+    threads = [threading.Thread(target=loop, args=(send,), daemon=True) for send in senders]
     for thread in threads:
         thread.start()
     time.sleep(warmup)
@@ -277,13 +316,6 @@ def drive(senders: list[Callable[[Iterator[int]], tuple[int, bool]]], warmup: fl
     for thread in threads:
         thread.join(60)
     return tally
-
-
-def _cycle(offset: int) -> Iterator[int]:
-    index = offset
-    while True:
-        yield index % DISTINCT_REQUESTS
-        index += 1
 
 
 # Runs --------------------------------------------------------------------------------------------
@@ -306,11 +338,12 @@ def run(name: str, transport: str, bodies: list[bytes], args: argparse.Namespace
     """Start a bridge (and an API when delivering), drive it, stop it; one row."""
     api = Child.start("_api", "--cpu", str(CLIENT_CPU)) if deliver else None
     bridge = Child.start("_serve", "--cpu", str(BRIDGE_CPU), *(("--endpoint", api.ready["url"]) if api else ()))
+    fresh = FreshRequests(bodies)
     try:
         if transport == "grpc":
-            senders = [grpc_sender(bridge.ready["grpc"], bodies) for _ in range(args.connections)]
+            senders = [grpc_sender(bridge.ready["grpc"], fresh) for _ in range(args.connections)]
         else:
-            senders = [http_sender(bridge.ready["http"], bodies, transport == "http+gzip")
+            senders = [http_sender(bridge.ready["http"], fresh, transport == "http+gzip")
                        for _ in range(args.connections)]
         tally = drive(senders, args.warmup, args.duration, bridge.cpu_seconds)
     finally:
@@ -321,10 +354,11 @@ def run(name: str, transport: str, bodies: list[bytes], args: argparse.Namespace
     notes = f"{tally.requests:,} requests answered in {tally.seconds:.1f} s"
     if deliver:
         turns = tally.spans // SPANS_PER_REQUEST * TURNS_PER_REQUEST
-        notes += (f"; {tally.refused:,} of them 503 (queue full); {turns:,} turns accepted in the window; in all "
-                  f"(warm-up included) {stats['turns_received']:,} turns received; by the end of `stop()` "
-                  f"{stats['payloads_delivered']:,} of their {stats['payloads_submitted']:,} payloads delivered in "
-                  f"{accepted:,} API requests, {stats['payloads_dropped_queue_full']:,} dropped")
+        notes += (f"; {tally.refused:,} of them 503 (no room, or not delivered in time); {turns:,} turns "
+                  f"delivered and acknowledged in the window; in all (warm-up included) {stats['turns_received']:,} "
+                  f"turns received; by the end of `stop()` {stats['payloads_delivered']:,} of their "
+                  f"{stats['payloads_submitted']:,} payloads delivered in {accepted:,} API requests, "
+                  f"{stats['payloads_dropped_queue_full']:,} dropped")
     return Row(name, tally.spans / tally.seconds, tally.requests, tally.refused, tally.cpu_seconds / tally.seconds,
                notes, goal=not deliver)
 
@@ -336,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu", type=int, default=BRIDGE_CPU, help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", default="", help=argparse.SUPPRESS)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds counted per row (default: 8)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before counting (default: 2)")
-    parser.add_argument("--connections", type=int, default=2, help="client connections (default: 2)")
+    parser.add_argument("--warmup", type=float, default=4.0, help="seconds before counting (default: 4)")
+    parser.add_argument("--connections", type=int, default=256, help="client connections (default: 256)")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.name}")
     args = parser.parse_args(argv)
     if args.mode == "_serve":
@@ -385,11 +419,16 @@ def render(rows: list[Row], args: argparse.Namespace, request_bytes: int) -> str
         f"server/client, SQL, Redis, model-call spans with 8-10 attributes) and {TURNS_PER_REQUEST} conversation "
         "turns recorded by a real `ConversationTracker` (question, answer, button, token usage: 5 payloads each), "
         "encoded by the OTel SDK's own OTLP encoder.",
-        "- *Delivery off*: no API key, so turns are decoded, assembled and handed to the exporter, which counts "
-        "them instead of sending them: the bridge's own cost. *Delivering*: every payload is POSTed to a "
-        f"`DevServer` in a third process on CPU {CLIENT_CPU}, by delivery threads sharing the "
-        f"bridge's core (the {DISTINCT_REQUESTS * TURNS_PER_REQUEST} conversation ids recur from request to request). "
-        "A full queue would answer 503 + Retry-After, and the client retry after 50 ms.",
+        "- Every request is sent with new trace ids (the bridge recognises a span it received before and does not "
+        "deliver it twice). The bridge answers a request once its turns are delivered and its model-call spans "
+        "waited the grace period, so each connection has one request in flight for 2 s or more: hence many "
+        "connections, as a Collector has many consumers.",
+        "- *Delivery off*: no API key, so turns are decoded, assembled and handed to the exporter, which reports "
+        "them not deliverable (a partial success): the bridge's own cost. *Delivering*: every payload is POSTed "
+        f"to a `DevServer` in a third process on CPU {CLIENT_CPU}, by delivery threads sharing the bridge's core "
+        f"(the {DISTINCT_REQUESTS * TURNS_PER_REQUEST} conversation ids recur from request to request), and a "
+        "request is answered once its turns are stored. A 503 (no room, or not delivered within the "
+        "acknowledgement time-out) makes the client send another request after 50 ms.",
         "- Spans/s count only spans the bridge answered 200 for, over the counted seconds; *bridge CPU* is the "
         "bridge process's CPU time over wall time in that window (1.00 = one core busy).",
         "",

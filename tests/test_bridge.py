@@ -34,8 +34,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceS
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from agentsight.bridge.core import RETRY_AFTER_SECONDS
-from agentsight.bridge.server import DEFAULT_MAX_BODY_BYTES, Bridge, parse_otlp_json
+from agentsight.bridge.codec import DEFAULT_MAX_BODY_BYTES, parse_otlp_json
+from agentsight.bridge.core import RETRY_AFTER_SECONDS, RETRY_SOON_SECONDS
+from agentsight.bridge.server import Bridge
 from agentsight.config import DeliverySettings, Settings
 from agentsight.dev import DevServer
 from agentsight.spans import semconv as sc
@@ -367,10 +368,12 @@ def test_token_is_required_over_http_and_grpc(start_bridge: Callable[..., Bridge
 def test_full_queue_asks_senders_to_retry_later(start_bridge: Callable[..., Bridge]) -> None:
     down = Settings.resolve(api_key=API_KEY, endpoint=f"http://127.0.0.1:{free_port()}", delivery=DeliverySettings(
         max_queue_size=3, backoff_initial=1.0, max_retry_time=60.0))
-    bridge = start_bridge(settings=down)
+    bridge = start_bridge(settings=down, ack_timeout=0.3)
     raw = conversation_request("conv-full", "q").SerializeToString()
-    assert post(bridge.http_port, raw)[0] == 200  # its two payloads take the queue: the API is down
-    status, headers, answer = post(bridge.http_port, raw)
+    status, headers, answer = post(bridge.http_port, raw)  # its two payloads take the queue: the API is down
+    assert (status, headers["Retry-After"]) == (503, str(int(RETRY_SOON_SECONDS)))
+    assert "still under way" in _status(answer).message, "not delivered in time: not acknowledged"
+    status, headers, answer = post(bridge.http_port, conversation_request("conv-more", "q").SerializeToString())
     assert status == 503 and headers["Retry-After"] == str(int(RETRY_AFTER_SECONDS))
     detail = _status(answer)
     assert detail.code == grpc.StatusCode.UNAVAILABLE.value[0] and detail.details[0].Is(RetryInfo.DESCRIPTOR)
@@ -404,7 +407,8 @@ def test_keep_alive_connection_serves_many_requests(api: DevServer, bridge: Brid
     connection.request("POST", "/v1/traces", b"\xff", {"Content-Type": "text/plain"})  # an error keeps it open too
     assert connection.getresponse().read() and connection.sock is not None
     connection.close()
-    api.wait_for(6)
+    assert sorted(stored_messages(api)) == [("conv-0", "q"), ("conv-1", "q"), ("conv-2", "q")], (
+        "each request was answered once its conversation was stored")
 
 
 def _refused(port: int | None, within: float = 2.0) -> bool:

@@ -9,9 +9,13 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import TracerProvider
 
 from agentsight.bridge.assembly import TurnAssembler
+from agentsight.bridge.core import BridgeCore
 from agentsight.bridge.otlp import ReceivedEvent, ReceivedSpan
+from agentsight.config import Settings
+from agentsight.dev import DevServer
 from agentsight.export.rest import translate
 from agentsight.spans import semconv as sc
+from tests.conftest import API_KEY, QUICK_RETRIES
 
 TRACE = b"\x01" * 16
 SECOND = 1_000_000_000
@@ -59,7 +63,7 @@ def test_calls_sent_before_and_after_their_turn_join_it_once() -> None:
     clock.now = 1
     assembler.add([_call(2, 10)])
     clock.now = 2
-    (turn,) = assembler.due()
+    ((turn, _),) = assembler.due()
     usage, calls = _usage_and_actions(turn)
     assert usage == {"prompt_tokens": 110, "completion_tokens": 2, "total_tokens": 112, "embedding_tokens": 0}
     assert calls == ["chat openai/m", "chat openai/m"]
@@ -79,7 +83,7 @@ def test_calls_accounted_for_in_process_or_nested_are_not_counted_again() -> Non
         _call(8, 1000, start=30),  # outside the turn's time
         _turn(ReceivedEvent(sc.ACTION_EVENT, held_action, 13 * SECOND)),
     ])
-    (turn,) = assembler.due()
+    ((turn, _),) = assembler.due()
     usage, calls = _usage_and_actions(turn)
     assert usage["prompt_tokens"] == 7
     assert calls == ["chat openai/m", "chat openai/m"], "the held one and the joined one"
@@ -101,24 +105,21 @@ def test_drain_delivers_turns_still_in_their_grace() -> None:
     assembler = TurnAssembler(grace=60, clock=Clock())
     assembler.add([_turn(), _call(1, 5)])
     assert assembler.due() == []
-    (turn,) = assembler.drain()
+    ((turn, _),) = assembler.drain()
     assert _usage_and_actions(turn)[0]["prompt_tokens"] == 5
 
 
-def test_a_malformed_conversation_span_is_refused_not_lost_silently() -> None:
-
-    from agentsight.bridge.core import BridgeCore
-    from agentsight.config import Settings
-
+def test_a_malformed_conversation_span_is_refused_not_lost_silently(api: DevServer) -> None:
     tracer = TracerProvider().get_tracer("test")
     good = tracer.start_span(sc.CONVERSATION_SPAN, attributes={sc.CONVERSATION_ID: "conv-ok"})
     bad = tracer.start_span(sc.CONVERSATION_SPAN, attributes={sc.CONVERSATION_ID: "conv-bad",
                                                               sc.CONVERSATION_METADATA: "{not json"})
     good.end()
     bad.end()
-    core = BridgeCore(Settings.resolve(api_key=""), grace=0)
+    core = BridgeCore(Settings.resolve(api_key=API_KEY, endpoint=api.url, delivery=QUICK_RETRIES), grace=0)
     result = core.ingest(encode_spans([good, bad]))
     core.shutdown(1)
-    assert (result.accepted_spans, result.rejected_spans) == (1, 1)
+    assert (result.accepted_spans, result.rejected_spans, result.retry_after) == (1, 1, None)
     assert "could not be translated" in result.error_message
     assert core.stats()["turns_malformed"] == 1
+    assert list(api.conversations) == ["conv-ok"], "the good one was delivered before the answer"

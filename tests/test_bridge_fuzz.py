@@ -27,8 +27,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
+from agentsight.bridge.codec import Encoding, OtlpRequestError, body_encoding, decode_export_request
 from agentsight.bridge.otlp import decode_request
-from agentsight.bridge.server import Bridge, Encoding, OtlpRequestError, body_encoding, decode_export_request
+from agentsight.bridge.server import Bridge
 from agentsight.config import Settings
 from agentsight.spans import semconv as sc
 

@@ -54,9 +54,13 @@ def _add_bridge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grace", type=float, default=None, metavar="SECONDS",
                         help="how long a turn waits for model-call spans of its trace sent separately "
                              "(default: $AGENTSIGHT_BRIDGE_GRACE or 2)")
+    parser.add_argument("--ack-timeout", type=float, default=None, metavar="SECONDS",
+                        help="how long a request waits for its conversations' delivery before it is answered "
+                             "'retry' (503 / UNAVAILABLE); keep it below the senders' time-out "
+                             "(default: $AGENTSIGHT_BRIDGE_ACK_TIMEOUT or 8)")
     parser.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="SECONDS",
-                        help="on SIGTERM/SIGINT, how long to finish requests and deliver what was accepted "
-                             "(default: %(default)s)")
+                        help="on SIGTERM/SIGINT, how long to answer requests in flight and deliver what is left "
+                             "(what is not delivered was not acknowledged) (default: %(default)s)")
     parser.add_argument("--log-level", default=os.environ.get("AGENTSIGHT_LOG_LEVEL") or "INFO",
                         help="DEBUG, INFO, WARNING or ERROR (default: $AGENTSIGHT_LOG_LEVEL or INFO)")
     parser.add_argument("--protocol", default=None, choices=PROTOCOLS,
@@ -83,20 +87,23 @@ def _run_bridge(args: argparse.Namespace) -> int:
         print("agentsight bridge: --tls-cert and --tls-key go together", file=sys.stderr)
         return EXIT_USAGE
     bridge = Bridge(args.host, args.grpc_port, args.http_port, token=args.token, settings=settings, grace=args.grace,
-                    tls_cert_file=args.tls_cert, tls_key_file=args.tls_key)
+                    ack_timeout=args.ack_timeout, tls_cert_file=args.tls_cert, tls_key_file=args.tls_key)
     stop = StopSignal.install()
     try:
         bridge.start()
     except OSError as error:
         print(f"agentsight bridge: cannot listen: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    except ValueError as error:
+        print(f"agentsight bridge: {error}", file=sys.stderr)
+        return EXIT_USAGE
     logger.info(
         "agentsight bridge listening: OTLP/gRPC on %s, OTLP/HTTP on %s%s; delivering to %s (%s)",
         bridge.grpc_endpoint, bridge.http_endpoint, " (bearer token required)" if args.token else "",
         settings.endpoint, settings.protocol,
     )
     signum = stop.wait()
-    logger.info("agentsight bridge stopping on %s: finishing requests and delivering what was accepted",
+    logger.info("agentsight bridge stopping on %s: answering requests in flight, delivering what is left",
                 signal.Signals(signum).name)
     bridge.stop(args.shutdown_timeout)
     logger.info("agentsight bridge stopped")

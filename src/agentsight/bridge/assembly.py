@@ -17,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
 
 from agentsight.bridge.otlp import ReceivedEvent, ReceivedSpan
 from agentsight.spans import semconv as sc
@@ -25,6 +26,13 @@ from agentsight.spans.finished import is_conversation_span
 from agentsight.spans.turn import usage_event_attributes
 
 logger = logging.getLogger("agentsight.bridge")
+
+Tag = TypeVar("Tag")
+
+
+def waits_for_its_turn(span: ReceivedSpan) -> bool:
+    """Whether a span is a model call recorded outside a turn (not marked in-process): it waits for its turn."""
+    return is_model_call(span.attributes) and sc.CONVERSATION_ID not in span.attributes
 
 
 @dataclasses.dataclass
@@ -39,8 +47,11 @@ class AssemblyStats:
     """Payloads the waiting turns will become: they count against the delivery queue's room."""
 
 
-class TurnAssembler:
-    """Holds conversation spans for ``grace`` seconds and model-call spans for up to ``max_wait``."""
+class TurnAssembler(Generic[Tag]):
+    """Holds conversation spans for ``grace`` seconds and model-call spans for up to ``max_wait``.
+
+    Each conversation span comes out of :meth:`due` (or :meth:`drain`) with the ``tag`` it was added with.
+    """
 
     def __init__(
         self,
@@ -59,7 +70,7 @@ class TurnAssembler:
         self._lock = threading.Lock()
         self._calls: OrderedDict[bytes, tuple[float, list[ReceivedSpan]]] = OrderedDict()
         self._waiting_calls = 0
-        self._turns: deque[tuple[float, ReceivedSpan]] = deque()
+        self._turns: deque[tuple[float, ReceivedSpan, Tag | None]] = deque()
         self._waiting_payloads = 0
         self._stats = AssemblyStats()
 
@@ -70,34 +81,34 @@ class TurnAssembler:
             return dataclasses.replace(self._stats, model_calls_waiting=self._waiting_calls,
                                        turns_waiting=len(self._turns), payloads_waiting=self._waiting_payloads)
 
-    def add(self, spans: Iterable[ReceivedSpan]) -> None:
-        """Take the conversation and model-call spans among ``spans``; others are ignored."""
+    def add(self, spans: Iterable[ReceivedSpan], tag: Tag | None = None) -> None:
+        """Take the conversation spans (tagged ``tag``) and model-call spans among ``spans``; others are ignored."""
         now = self._clock()
         with self._lock:
             for span in spans:
                 if is_conversation_span(span):
-                    self._turns.append((now + self._grace, span))
+                    self._turns.append((now + self._grace, span, tag))
                     self._waiting_payloads += self._estimate(span)
-                elif is_model_call(span.attributes) and sc.CONVERSATION_ID not in span.attributes:
+                elif waits_for_its_turn(span):
                     self._hold_call(now, span)
             self._expire_calls(now)
 
-    def due(self) -> list[ReceivedSpan]:
-        """Turns whose grace period is over, completed with the model calls that joined them."""
+    def due(self) -> list[tuple[ReceivedSpan, Tag | None]]:
+        """Turns whose grace period is over, completed with the model calls that joined them, with their tags."""
         now = self._clock()
         with self._lock:
             ready = []
             while self._turns and self._turns[0][0] <= now:
-                turn = self._turns.popleft()[1]
+                _, turn, tag = self._turns.popleft()
                 self._waiting_payloads -= self._estimate(turn)
-                ready.append(self._complete(turn))
+                ready.append((self._complete(turn), tag))
             self._expire_calls(now)
         return ready
 
-    def drain(self) -> list[ReceivedSpan]:
-        """Every waiting turn now, completed with what has arrived (at shutdown)."""
+    def drain(self) -> list[tuple[ReceivedSpan, Tag | None]]:
+        """Every waiting turn now, completed with what has arrived (at shutdown), with their tags."""
         with self._lock:
-            ready = [self._complete(span) for _, span in self._turns]
+            ready = [(self._complete(span), tag) for _, span, tag in self._turns]
             self._turns.clear()
             self._waiting_payloads = 0
         return ready

@@ -8,9 +8,12 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from agentsight.spans import semconv as sc
 
 
 @dataclass(frozen=True)
@@ -80,14 +83,17 @@ class ReceivedSpan:
         return Status(code, self.status_message or None) if code is StatusCode.ERROR else Status(code)
 
 
-def decode_request(request: ExportTraceServiceRequest) -> Iterator[ReceivedSpan]:
-    """Every span of an export request, in order."""
+def decode_request(request: ExportTraceServiceRequest, agentsight_only: bool = False) -> Iterator[ReceivedSpan]:
+    """Every span of an export request, in order; with ``agentsight_only``, only conversation and model-call
+    spans (by name and attribute key, before decoding: the app's other spans cost almost nothing)."""
     for resource_spans in request.resource_spans:
         resource = decode_attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope.name
             scope_version = scope_spans.scope.version or None
             for span in scope_spans.spans:
+                if agentsight_only and not _concerns_agentsight(span):
+                    continue
                 yield ReceivedSpan(
                     name=span.name,
                     attributes=decode_attributes(span.attributes),
@@ -108,6 +114,17 @@ def decode_request(request: ExportTraceServiceRequest) -> Iterator[ReceivedSpan]
                     scope_version=scope_version,
                     resource_attributes=resource,
                 )
+
+
+def span_count(request: ExportTraceServiceRequest) -> int:
+    """How many spans an export request holds."""
+    return sum(len(scope_spans.spans) for resource_spans in request.resource_spans
+               for scope_spans in resource_spans.scope_spans)
+
+
+def _concerns_agentsight(span: Span) -> bool:
+    """A conversation span, or a span with a GenAI operation name (a model call)."""
+    return span.name == sc.CONVERSATION_SPAN or any(item.key == sc.GEN_AI_OPERATION_NAME for item in span.attributes)
 
 
 def decode_attributes(attributes: Any) -> dict[str, Any]:

@@ -85,6 +85,7 @@ class DeliveryClient:
         self._queued_payloads = 0
         self._queued_bytes = 0
         self._results: deque[ItemResult] = deque(maxlen=MAX_KEPT_RESULTS)
+        self._delivering = threading.local()  # per delivery thread: each conversation's worst outcome so far
         self._dropped = 0  # payloads dropped since the last flush
         self._threads: list[threading.Thread] = []
         self._closing = False
@@ -222,6 +223,9 @@ class DeliveryClient:
             self._results.append(result)
             counter = f"payloads_{result.outcome}"
             setattr(self._stats, counter, getattr(self._stats, counter) + 1)
+        outcomes = getattr(self._delivering, "outcomes", None)
+        if outcomes is not None:
+            outcomes[result.conversation_id] = _worse(outcomes.get(result.conversation_id), result.outcome)
 
     def log_rejection(self, what: str, message: str) -> None:
         """Log a refused request at error level, once per distinct message (at most 1,000 remembered).
@@ -270,12 +274,16 @@ class DeliveryClient:
                     self._close_connection()  # this thread's kept-alive connection
                     return
                 conversations, turns = self._take()
+            self._delivering.outcomes = outcomes = {}
             try:
                 self._sender.deliver(turns, self)
             except Exception:  # a bug must not kill the worker and strand the queue
                 logger.exception("AgentSight delivery of conversations %s failed unexpectedly", conversations)
             finally:
                 self._release(conversations, turns)
+                for turn in turns:  # outside the lock: the callbacks may submit more
+                    if turn.settled is not None:
+                        turn.settled(outcomes.get(turn.conversation_id, "expired"))
 
     def _release(self, conversations: list[str], turns: list[PendingTurn]) -> None:
         with self._lock:
@@ -316,3 +324,11 @@ class DeliveryClient:
             if recovered:
                 logger.warning("AgentSight API delivery recovered at %s", self._sender.endpoint)
 
+
+_SEVERITY = {"delivered": 0, "rejected": 1, "without_conversation": 1}
+"""How bad a payload's outcome is for its turn: a refusal is final, anything else unknown (``expired``) is retried."""
+
+
+def _worse(known: str | None, outcome: str) -> str:
+    """The worse of a turn's outcome so far and one more payload's."""
+    return outcome if known is None or _SEVERITY.get(outcome, 2) > _SEVERITY.get(known, 2) else known

@@ -10,7 +10,7 @@ blocks on the network and never raises. Constructible with no arguments for ``op
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -110,15 +110,22 @@ class AgentSightSpanExporter(SpanExporter):
         ``FAILURE``.
         """
         for span in spans:
-            if not is_conversation_span(span):
-                continue
-            if self._delivery is None:
-                self._spans_without_delivery += 1
-                continue
-            payload_count, size = self._estimate(span)
-            conversation_id = str(span.attributes[CONVERSATION_ID])  # type: ignore[index]
-            self._delivery.submit(PendingTurn(conversation_id, payload_count, size, partial(self._translate, span)))
+            if is_conversation_span(span):
+                self.submit(span)
         return SpanExportResult.FAILURE if self.closed else SpanExportResult.SUCCESS
+
+    def submit(self, span: SpanLike, settled: Callable[[str], None] | None = None) -> bool:
+        """Queue one conversation span; ``settled`` gets its outcome once delivery is done with it.
+
+        ``False`` when it was not queued (no delivery, queue full, shut down): ``settled`` is then never called.
+        """
+        if self._delivery is None:
+            self._spans_without_delivery += 1
+            return False
+        payload_count, size = self._estimate(span)
+        conversation_id = str(span.attributes[CONVERSATION_ID])  # type: ignore[index]
+        turn = PendingTurn(conversation_id, payload_count, size, partial(self._translate, span), settled)
+        return self._delivery.submit(turn)
 
     def flush(self, timeout: float | None = None) -> FlushResult:
         """Block until what was exported is delivered (or ``timeout`` seconds pass); per-item results."""

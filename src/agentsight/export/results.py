@@ -94,13 +94,16 @@ class FlushResult:
 class PendingTurn:
     """A turn waiting for delivery: ``build`` translates it on a delivery thread, not the caller's.
 
-    ``payload_count`` and ``size`` (bytes, estimated) count against the queue limits.
+    ``payload_count`` and ``size`` (bytes, estimated) count against the queue limits. ``settled``, when
+    given, is called once delivery is done with the turn, with the worst outcome of its payloads
+    (``delivered`` only when all were); never for a turn dropped (not queued, or left at shutdown).
     """
 
     conversation_id: str
     payload_count: int
     size: int
     build: Callable[[], Any]
+    settled: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
