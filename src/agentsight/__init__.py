@@ -1,7 +1,8 @@
 """AgentSight conversation analytics on OpenTelemetry: a drop-in for the ``agentsight`` SDK.
 
 ``from agentsight import ConversationTracker`` works as in the upstream SDK; turns become OTel spans
-and tracked items span events, delivered by :class:`AgentSightSpanExporter`.
+and tracked items span events, delivered by :class:`AgentSightSpanExporter`. Importing it loads ``.env``
+(python-dotenv, when installed), as upstream 0.1.x does.
 """
 
 from __future__ import annotations
@@ -9,11 +10,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from agentsight.config import load_dotenv_file
 from agentsight.export.exporter import AgentSightSpanExporter
 from agentsight.export.processor import AgentSightSpanProcessor
 from agentsight.instrumentation import instrument, uninstrument
 from agentsight.spans.turn import ConversationTurn
 from agentsight.tracker import ConversationTracker
+
+load_dotenv_file()  # a .env holding AGENTSIGHT_API_KEY works as with upstream 0.1.x (when python-dotenv is installed)
 
 
 class _DeferredTracker:

@@ -55,6 +55,30 @@ def _env_concurrency() -> int | None:
     return max(1, int(value)) if value else None
 
 
+DEFAULT_SHUTDOWN_TIMEOUT = 25.0
+"""Seconds the drain at exit or server stop may take: inside the 30 s a container orchestrator grants after SIGTERM."""
+
+
+def shutdown_timeout() -> float:
+    """How long the drain at interpreter exit, in a ``multiprocessing`` child or at server stop may take, in
+    seconds: ``AGENTSIGHT_SHUTDOWN_TIMEOUT``, else :data:`DEFAULT_SHUTDOWN_TIMEOUT`."""
+    return max(0.0, _env_number("AGENTSIGHT_SHUTDOWN_TIMEOUT", DEFAULT_SHUTDOWN_TIMEOUT))
+
+
+def load_dotenv_file() -> None:
+    """Load ``.env`` into the environment as upstream ``agentsight`` 0.1.x does, when python-dotenv is installed.
+
+    The file is looked for in the working directory, then its parents; variables already set are kept.
+    """
+    try:
+        from dotenv import find_dotenv, load_dotenv
+    except ImportError:  # python-dotenv is optional, as upstream
+        return
+    path = find_dotenv(usecwd=True)
+    if path:
+        load_dotenv(path, override=False)
+
+
 def resolve_protocol(protocol: str | None) -> str:
     """The wire to speak: ``protocol``, else ``AGENTSIGHT_PROTOCOL``, else ``ingest``.
 

@@ -7,15 +7,12 @@ pipeline (:mod:`agentsight.export.pipeline`) delivers it in the background.
 
 from __future__ import annotations
 
-import atexit
-import base64
-import binascii
 import logging
-import mimetypes
+import os
 import queue
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal
@@ -27,12 +24,12 @@ from opentelemetry.trace import Status, StatusCode
 from agentsight.config import DeliverySettings, Settings, configure_logging
 from agentsight.exceptions import (
     InvalidAnswerDataException,
-    InvalidAttachmentException,
     InvalidConversationDataException,
     InvalidQuestionDataException,
     MissingConversationIdException,
     NoDataToSendException,
 )
+from agentsight.export import lifecycle
 from agentsight.export.delivery import FlushResult
 from agentsight.export.exporter import AgentSightSpanExporter
 from agentsight.export.pipeline import (
@@ -43,6 +40,7 @@ from agentsight.export.pipeline import (
 )
 from agentsight.export.processor import AgentSightSpanProcessor
 from agentsight.export.rest import translate
+from agentsight.inputs import attachment_files, attachment_sender, attachments_attributes, metadata_json
 from agentsight.instrumentation import instrument
 from agentsight.spans import jsonsafe
 from agentsight.spans import semconv as sc
@@ -109,11 +107,13 @@ class ConversationTracker:
         self._registry_lock = threading.Lock()
         self._open: weakref.WeakSet[ConversationTurn] = weakref.WeakSet()
         self._latest_open: weakref.WeakValueDictionary[str, ConversationTurn] = weakref.WeakValueDictionary()
-        self._abandoned: queue.SimpleQueue[trace.Span] = queue.SimpleQueue()
+        self._abandoned: queue.SimpleQueue[tuple[trace.Span, int]] = queue.SimpleQueue()
         if self._settings.auto_instrument:
-            instrument()
-        # Registered after the provider's own shutdown hook, so it runs first: open turns are sent, then drained.
-        atexit.register(_end_open_turns, weakref.ref(self))
+            _instrument_once()
+        self._router.lend_configuration()
+        # One drain for the process (at exit, in multiprocessing children, when uvicorn stops) sends the open turns
+        # of every live tracker and waits for all pipelines within one bound; a dropped tracker leaves nothing.
+        lifecycle.track(self)
 
     def __repr__(self) -> str:
         settings = self._settings
@@ -302,7 +302,8 @@ class ConversationTracker:
     ) -> None:
         """Track files: ``base64`` mode takes ``{filename, mime_type, data: base64 str}``;
         ``form_data`` mode takes ``{data: bytes | file object, filename?, mime_type?}`` and posts multipart."""
-        attributes = _attachments_attributes(_attachment_files(attachments, mode), _sender(sender), mode, metadata)
+        files = attachment_files(attachments, mode)
+        attributes = attachments_attributes(files, attachment_sender(sender), mode, metadata)
         self._turn_for(conversation_id).add_event(sc.ATTACHMENTS_EVENT, attributes)
 
     def track_token_usage(
@@ -378,7 +379,10 @@ class ConversationTracker:
         return self._router.direct.exporter.stats if self._router.direct is not None else {}
 
     def shutdown(self) -> None:
-        """Send open turns, deliver what is queued (up to 30 s), and stop. Also happens at interpreter exit."""
+        """Send open turns, deliver what is queued (up to 30 s), and stop. Also happens at interpreter exit.
+
+        Trackers with the same configuration share one delivery pipeline: it stops with the last of them.
+        """
         self._end_all_open()
         self._provider.shutdown()
 
@@ -407,7 +411,7 @@ class ConversationTracker:
                     raise InvalidConversationDataException(f"{field_name} must be a string, got {type(value).__name__}")
                 attributes[attribute] = value
         if metadata is not None:
-            attributes[sc.CONVERSATION_METADATA] = _metadata_json(metadata)
+            attributes[sc.CONVERSATION_METADATA] = metadata_json(metadata)
         return attributes
 
     def _new_turn(self, attributes: dict[str, Any], addressed_only: bool = False) -> ConversationTurn:
@@ -422,7 +426,7 @@ class ConversationTracker:
             kind=trace.SpanKind.INTERNAL,
         )
         turn = ConversationTurn(attributes[sc.CONVERSATION_ID], span, self._tracer, outer, addressed_only)
-        weakref.finalize(turn, self._abandoned.put, span).atexit = False
+        weakref.finalize(turn, self._abandoned.put, (span, turn.pid)).atexit = False
         with self._registry_lock:
             self._open.add(turn)
             self._latest_open[turn.conversation_id] = turn
@@ -443,16 +447,18 @@ class ConversationTracker:
                 turn.end()
 
     def _end_all_open(self) -> None:
+        """Send the turns opened in this process and not sent (a forked child leaves its parent's alone)."""
+        pid = os.getpid()
         with self._registry_lock:
-            still_open = list(self._open)
+            still_open = [turn for turn in self._open if turn.pid == pid]
         self._end(still_open)
         self._send_abandoned()
 
     def _send_abandoned(self) -> None:
-        """End the spans of turns collected unsent (queued by their finalizers), which sends them."""
+        """End the spans of turns collected unsent (queued by their finalizers) in this process, which sends them."""
         while not self._abandoned.empty():
-            span = self._abandoned.get_nowait()
-            if span.is_recording():
+            span, pid = self._abandoned.get_nowait()
+            if span.is_recording() and pid == os.getpid():
                 logger.debug("AgentSight sends a turn whose context ended without send_tracked_data()")
                 span.end()
 
@@ -483,7 +489,7 @@ class ConversationTracker:
         self, name: str, attributes: dict[str, Any], metadata: dict[str, Any] | None, conversation_id: str | None
     ) -> None:
         if metadata is not None:
-            attributes[sc.METADATA] = _metadata_json(metadata)
+            attributes[sc.METADATA] = metadata_json(metadata)
         self._turn_for(conversation_id).add_event(name, attributes)
 
     def _track_message(
@@ -500,89 +506,12 @@ class ConversationTracker:
             raise invalid(f"Invalid {'question' if sender == sc.SENDER_END_USER else 'answer'} data provided.")
         attributes: dict[str, Any] = {sc.MESSAGE_SENDER: sender, sc.MESSAGE_CONTENT: content}
         if metadata is not None:
-            attributes[sc.METADATA] = _metadata_json(metadata)
-        files = _attachment_files(attachments, attachment_mode) if attachments else None
+            attributes[sc.METADATA] = metadata_json(metadata)
+        files = attachment_files(attachments, attachment_mode) if attachments else None
         turn = self._turn_for(conversation_id)
         turn.add_event(sc.MESSAGE_EVENT, attributes)
         if files is not None:
-            turn.add_event(sc.ATTACHMENTS_EVENT, _attachments_attributes(files, sender, attachment_mode, metadata))
-
-
-def _metadata_json(metadata: Any) -> str:
-    if not isinstance(metadata, Mapping):
-        raise InvalidConversationDataException(f"metadata must be a dict, got {type(metadata).__name__}")
-    return jsonsafe.dumps(metadata)
-
-
-def _sender(sender: Any) -> str:
-    value = getattr(sender, "value", sender) or sc.SENDER_END_USER
-    if value not in (sc.SENDER_END_USER, sc.SENDER_AGENT):
-        raise InvalidAttachmentException(f"sender must be 'end_user' or 'agent', got {value!r}")
-    return value
-
-
-def _normalize_mode(mode: Any) -> str:
-    value = str(getattr(mode, "value", mode)).lower().replace("-", "_")
-    if value not in ("base64", "form_data"):
-        raise ValueError(f"Invalid mode: {mode}. Must be 'base64' or 'form_data'")
-    return value
-
-
-def _attachment_files(attachments: Any, mode: Any) -> list[dict[str, str]]:
-    """Validate attachments as upstream does; return ``{filename, mime_type, data: base64}`` per file."""
-    mode = _normalize_mode(mode)
-    if not isinstance(attachments, list):
-        raise InvalidAttachmentException("Attachments must be provided as a list")
-    if not attachments:
-        raise InvalidAttachmentException("Attachments list cannot be empty")
-    files = []
-    for number, attachment in enumerate(attachments, start=1):
-        if not isinstance(attachment, Mapping):
-            raise InvalidAttachmentException(f"Attachment {number}: Must be a dictionary with required keys")
-        if "data" not in attachment:
-            raise InvalidAttachmentException(f"Attachment {number} missing required key: 'data'")
-        if mode == "base64":
-            missing = [key for key in ("filename", "mime_type") if not str(attachment.get(key) or "").strip()]
-            if missing:
-                raise InvalidAttachmentException(f"Attachment {number} missing required keys: {', '.join(missing)}")
-            data = attachment["data"]
-            try:
-                if not isinstance(data, str):
-                    raise ValueError
-                base64.b64decode(data, validate=True)
-            except (binascii.Error, ValueError):
-                raise InvalidAttachmentException(
-                    f"Attachment {number} '{attachment['filename']}': 'data' must be a base64 string"
-                ) from None
-            files.append({"filename": attachment["filename"], "mime_type": attachment["mime_type"], "data": data})
-            continue
-        raw = attachment["data"]
-        if isinstance(raw, str):
-            raise InvalidAttachmentException(
-                f"Attachment {number}: In form_data mode, 'data' must be bytes or file-like object, not string"
-            )
-        content = raw.read() if hasattr(raw, "read") else bytes(raw)
-        filename = attachment.get("filename")
-        mime_type = attachment.get("mime_type") or attachment.get("content_type")
-        if not mime_type:
-            mime_type = (mimetypes.guess_type(filename)[0] if filename else None) or "application/octet-stream"
-        if not filename:
-            filename = f"attachment_{number - 1}{mimetypes.guess_extension(mime_type) or '.bin'}"
-        files.append({"filename": filename, "mime_type": mime_type, "data": base64.b64encode(content).decode()})
-    return files
-
-
-def _attachments_attributes(
-    files: list[dict[str, str]], sender: str, mode: Any, metadata: dict[str, Any] | None
-) -> dict[str, Any]:
-    attributes = {
-        sc.ATTACHMENTS_MODE: _normalize_mode(mode),
-        sc.ATTACHMENTS_SENDER: sender,
-        sc.ATTACHMENTS_FILES: jsonsafe.dumps(files),
-    }
-    if metadata is not None:
-        attributes[sc.METADATA] = _metadata_json(metadata)
-    return attributes
+            turn.add_event(sc.ATTACHMENTS_EVENT, attachments_attributes(files, sender, attachment_mode, metadata))
 
 
 def _summarize(open_now: tuple[ConversationTurn, ...], status: str | None = None) -> dict[str, Any]:
@@ -603,7 +532,12 @@ def _summarize(open_now: tuple[ConversationTurn, ...], status: str | None = None
     return {"items": items, "summary": summary}
 
 
-def _end_open_turns(tracker_ref: weakref.ref[ConversationTracker]) -> None:
-    tracker = tracker_ref()
-    if tracker is not None:
-        tracker._end_all_open()
+_instrumented = False
+
+
+def _instrument_once() -> None:
+    """Auto-instrument LLM clients for the first tracker of the process only: the hooks stay for the others."""
+    global _instrumented
+    if not _instrumented:
+        _instrumented = True
+        instrument()

@@ -155,6 +155,11 @@ class DeliveryClient:
             dropped, self._dropped = self._dropped, 0
         return FlushResult(complete, items, dropped)
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait as :meth:`flush` does, leaving the results to the next :meth:`flush`; whether all settled in time."""
+        with self._lock:
+            return self._settled.wait_for(lambda: self._unfinished == 0, timeout)
+
     def shutdown(self, timeout: float = 30.0) -> bool:
         """Stop accepting turns, deliver what is queued for up to ``timeout`` seconds, then drop the rest."""
         with self._lock:

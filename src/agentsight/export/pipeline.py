@@ -10,7 +10,8 @@ span is then
   forwarding is off (``AGENTSIGHT_FORWARD_SPANS=false``: message content stays out of the app's
   other backends); and
 - delivered directly, unless direct export is off or the app's pipeline already holds an
-  AgentSight exporter (``OTEL_TRACES_EXPORTER=...,agentsight``), which then delivers it: once.
+  AgentSight exporter that can deliver (``OTEL_TRACES_EXPORTER=...,agentsight``), which then delivers it:
+  once. An app exporter still waiting for an API key gets the tracker's configuration first.
 """
 
 from __future__ import annotations
@@ -58,20 +59,24 @@ def app_span_processors(provider: TracerProvider) -> SpanProcessor:
     return provider._active_span_processor
 
 
+def _exporter_of(processor: SpanProcessor) -> object:
+    if isinstance(processor, AgentSightSpanProcessor):
+        return processor.exporter
+    # SimpleSpanProcessor keeps ``span_exporter``; BatchSpanProcessor keeps its exporter in its BatchProcessor.
+    return getattr(processor, "span_exporter", None) or getattr(
+        getattr(processor, "_batch_processor", None), "_exporter", None
+    )
+
+
+def agentsight_processors(provider: TracerProvider) -> list[SpanProcessor]:
+    """The processors in ``provider``'s pipeline that feed an AgentSight exporter."""
+    return [processor for processor in getattr(app_span_processors(provider), "_span_processors", ())
+            if isinstance(_exporter_of(processor), AgentSightSpanExporter)]
+
+
 def configured_exporters(provider: TracerProvider) -> list[AgentSightSpanExporter]:
     """AgentSight exporters already in ``provider``'s pipeline (e.g. built by ``opentelemetry-instrument``)."""
-    found = []
-    for processor in getattr(app_span_processors(provider), "_span_processors", ()):
-        if isinstance(processor, AgentSightSpanProcessor):
-            exporter = processor.exporter
-        else:
-            # SimpleSpanProcessor keeps ``span_exporter``; BatchSpanProcessor keeps its exporter in its BatchProcessor.
-            exporter = getattr(processor, "span_exporter", None) or getattr(
-                getattr(processor, "_batch_processor", None), "_exporter", None
-            )
-        if isinstance(exporter, AgentSightSpanExporter):
-            found.append(exporter)
-    return found
+    return [_exporter_of(processor) for processor in agentsight_processors(provider)]  # type: ignore[misc]
 
 
 class ConversationSpanRouter(SpanProcessor):
@@ -100,8 +105,10 @@ class ConversationSpanRouter(SpanProcessor):
         provider = self.app_provider()
         delivered_by_app = False
         if provider is not None:
+            exporters = configured_exporters(provider)
+            self._lend_configuration(exporters)
             app_span_processors(provider).on_end(span)
-            delivered_by_app = bool(configured_exporters(provider))
+            delivered_by_app = any(exporter.can_deliver for exporter in exporters)
         if self.direct is not None and not delivered_by_app:
             self.direct.on_end(span)
         elif self.direct is None and provider is None and not self._warned_nowhere:
@@ -110,6 +117,19 @@ class ConversationSpanRouter(SpanProcessor):
                 "AGENTSIGHT_DIRECT_EXPORT is off and there is no OpenTelemetry SDK pipeline to hand conversation "
                 "spans to (configure OTLP export to a Collector and the agentsight bridge): they are not sent"
             )
+
+    def lend_configuration(self) -> None:
+        """Give this tracker's configuration to AgentSight exporters of the app still waiting for an API key."""
+        provider = self.app_provider()
+        if provider is not None:
+            self._lend_configuration(configured_exporters(provider))
+
+    def _lend_configuration(self, exporters: list[AgentSightSpanExporter]) -> None:
+        # Then the app's exporter delivers (through the same shared pipeline), once, rather than holding the
+        # turn while this tracker delivers it too.
+        if self.direct is not None:
+            for exporter in exporters:
+                exporter.adopt(self.direct.exporter.settings)
 
     def shutdown(self) -> None:
         """Deliver what the direct path queued, then stop it."""
@@ -142,7 +162,9 @@ def count_app_model_calls() -> None:
 
 def conversation_tracer(router: ConversationSpanRouter) -> tuple[TracerProvider, trace.Tracer]:
     """A private, always-sampling, unlimited provider feeding ``router``, and its tracer."""
-    provider = TracerProvider(sampler=ALWAYS_ON, resource=Resource.create(), span_limits=UNLIMITED)
+    # No exit hook of its own: agentsight.export.lifecycle drains every tracker at once, within one bound.
+    provider = TracerProvider(sampler=ALWAYS_ON, resource=Resource.create(), span_limits=UNLIMITED,
+                              shutdown_on_exit=False)
     # OTEL_SDK_DISABLED turns off the app's telemetry; the tracker's spans are its data model, not telemetry,
     # and a disabled provider would make every turn a non-recording span that tracks nothing.
     provider._disabled = False

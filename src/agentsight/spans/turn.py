@@ -7,6 +7,7 @@ asyncio tasks each see their own, and a task's change never reaches its parent o
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import weakref
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ class ConversationTurn:
     """One turn of a conversation: its span (ended when sent) and the token usage tracked in it."""
 
     __slots__ = (
-        "conversation_id", "span", "tracer", "outer_span", "addressed_only", "_opener", "_lock", "_usage",
+        "conversation_id", "span", "tracer", "outer_span", "addressed_only", "pid", "_opener", "_lock", "_usage",
         "__weakref__",
     )
 
@@ -47,6 +48,8 @@ class ConversationTurn:
         self.outer_span = outer_span
         self.addressed_only = addressed_only
         """Opened by a tracking call's ``conversation_id=`` rather than made current: sent with the current turn."""
+        self.pid = os.getpid()
+        """The process that opened it: only that process sends it when nobody did (a fork copies open turns)."""
         self._opener = _running_task_or_thread()
         self._lock = threading.Lock()
         self._usage: dict[str, int] | None = None
