@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from agentsight.bridge.otlp import ReceivedEvent, ReceivedSpan
+from agentsight.export.droplog import DROP_WARNING_INTERVAL
 from agentsight.spans import semconv as sc
 from agentsight.spans.attribution import is_model_call, model_call_action, model_call_usage
 from agentsight.spans.finished import is_conversation_span
@@ -73,6 +74,8 @@ class TurnAssembler(Generic[Tag]):
         self._turns: deque[tuple[float, ReceivedSpan, Tag | None]] = deque()
         self._waiting_payloads = 0
         self._stats = AssemblyStats()
+        self._unreported_drops = 0
+        self._next_drop_warning = float("-inf")
 
     @property
     def stats(self) -> AssemblyStats:
@@ -127,11 +130,17 @@ class TurnAssembler(Generic[Tag]):
             self._drop_oldest("no turn of their trace arrived in time")
 
     def _drop_oldest(self, why: str) -> None:
+        """Drop the oldest trace's waiting calls; a warning at once, then at most one a minute (with counts)."""
         _, (_, calls) = self._calls.popitem(last=False)
         self._waiting_calls -= len(calls)
         self._stats.model_calls_expired += len(calls)
-        logger.warning("AgentSight bridge dropped %d model-call span(s): %s; %d dropped so far",
-                       len(calls), why, self._stats.model_calls_expired)
+        self._unreported_drops += len(calls)
+        now = self._clock()
+        if now >= self._next_drop_warning:
+            self._next_drop_warning = now + DROP_WARNING_INTERVAL
+            logger.warning("AgentSight bridge dropped %d model-call span(s): %s; %d dropped so far (at most one such "
+                           "line a minute)", self._unreported_drops, why, self._stats.model_calls_expired)
+            self._unreported_drops = 0
 
     def _complete(self, turn: ReceivedSpan) -> ReceivedSpan:
         held = {event.attributes.get(sc.MODEL_CALL_SPAN_ID) for event in turn.events}
