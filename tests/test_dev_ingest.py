@@ -234,6 +234,7 @@ def test_invalid_blocks_are_named_and_nothing_is_stored(dev: DevServer, client: 
     (b'{"conversations": [], "x": [1e400]}', {}),
     (b'{"conversations": [{"conversation_id": "\\udc00"}]}', {}),
     (b'{"conversations": [{"conversation_id": "\xff"}]}', {}),
+    (b"[" * 100_000 + b"]" * 100_000, {}),
     (gzip.compress(b'{"conversations": [{"conversation_id": "c", "metadata": {"x": -Infinity}}]}'),
      {"Content-Encoding": "gzip"}),
     (b"\x1f\x8b not gzip at all", {"Content-Encoding": "gzip"}),
