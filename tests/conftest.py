@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import wrapt
+from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -40,6 +41,14 @@ def api() -> Iterator[DevServer]:
     """A local AgentSight-compatible API server on 127.0.0.1."""
     with DevServer() as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def fresh_otel_context() -> Iterator[None]:
+    """Each test starts in an empty OTel context, and what it left current (an unsent turn) is gone after it."""
+    token = otel_context.attach(otel_context.Context())
+    yield
+    otel_context.detach(token)
 
 
 @pytest.fixture

@@ -278,15 +278,6 @@ def test_every_defined_component_is_used(path: Path) -> None:
         assert not unused, f"{path.name}: {name} defined but never used: {sorted(unused)}"
 
 
-@files_with(lambda config: of_type(config, "connectors"))
-def test_connectors_join_two_pipelines(path: Path) -> None:
-    config = load(path)
-    for cid in of_type(config, "connectors"):
-        as_exporter = [p for p, spec in pipelines(config).items() if cid in spec.get("exporters", [])]
-        as_receiver = [p for p, spec in pipelines(config).items() if cid in spec.get("receivers", [])]
-        assert as_exporter and as_receiver, f"{path.name}: connector {cid!r} must be an exporter and a receiver"
-
-
 @config_files
 def test_component_types_exist_in_the_targeted_release(path: Path) -> None:
     config = load(path)
