@@ -1,8 +1,10 @@
 """AgentSight conversation analytics on OpenTelemetry: a drop-in for the ``agentsight`` SDK.
 
-``from agentsight import ConversationTracker`` works as in the upstream SDK; turns become OTel spans
-and tracked items span events, delivered by :class:`AgentSightSpanExporter`. Importing it loads ``.env``
-(python-dotenv, when installed), as upstream 0.1.x does.
+``from agentsight import ConversationTracker`` works as in the upstream SDK (0.0.x), and so does the current
+upstream API (0.1.x: ``agentsight.init()``, ``agentsight.conversation()``, ``agentsight.turn()``, ... from
+:mod:`agentsight.scopes`); both record the same turns: OTel spans with tracked items as span events,
+delivered by :class:`AgentSightSpanExporter`. Importing it loads ``.env`` (python-dotenv, when installed),
+as upstream 0.1.x does, and never raises.
 """
 
 from __future__ import annotations
@@ -11,9 +13,47 @@ import threading
 from typing import Any
 
 from agentsight.config import load_dotenv_file
+from agentsight.exceptions import (
+    AgentSightError,
+    APIError,
+    AuthenticationError,
+    ConfigurationError,
+    InvalidApiKeyError,
+    MethodNotAllowedError,
+    MissingApiKeyError,
+    NetworkError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    SubscriptionInactiveError,
+    UploadError,
+    ValidationError,
+)
 from agentsight.export.exporter import AgentSightSpanExporter
 from agentsight.export.processor import AgentSightSpanProcessor
 from agentsight.instrumentation import instrument, uninstrument
+from agentsight.scopes import (
+    abandon_turn,
+    agent_message,
+    button,
+    conversation,
+    end_turn,
+    flush,
+    init,
+    is_enabled,
+    model_hint,
+    open_conversation,
+    record_attachments,
+    shutdown,
+    task,
+    tool,
+    turn,
+    update_metadata,
+    upload_attachments,
+    user_message,
+    wrap,
+)
 from agentsight.spans.turn import ConversationTurn
 from agentsight.tracker import ConversationTracker
 
@@ -56,6 +96,15 @@ class _DeferredTracker:
 conversation_tracker: ConversationTracker = _DeferredTracker()  # type: ignore[assignment]
 
 __all__ = [
+    # 0.1.x: lifecycle, scopes, lifetime, messages, work, explicit calls, uploads
+    "init", "flush", "shutdown", "is_enabled", "conversation", "turn", "model_hint", "wrap", "end_turn",
+    "abandon_turn", "user_message", "agent_message", "tool", "task", "open_conversation", "button",
+    "record_attachments", "update_metadata", "upload_attachments",
+    # 0.1.x errors
+    "AgentSightError", "ConfigurationError", "MissingApiKeyError", "InvalidApiKeyError", "APIError",
+    "AuthenticationError", "SubscriptionInactiveError", "PermissionDeniedError", "NotFoundError", "ValidationError",
+    "MethodNotAllowedError", "RateLimitError", "ServerError", "NetworkError", "UploadError",
+    # the seed API and the OTel pieces
     "AgentSightSpanExporter",
     "AgentSightSpanProcessor",
     "ConversationTracker",

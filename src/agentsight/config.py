@@ -158,6 +158,8 @@ class Settings:
         forward_spans: bool | None = None,
         delivery: DeliverySettings | None = None,
         protocol: str | None = None,
+        verify_key: bool | None = None,
+        auto_instrument: bool | None = None,
     ) -> Settings:
         """Combine explicit arguments with the environment; only the protocol is validated here."""
         key = api_key if api_key is not None else os.environ.get("AGENTSIGHT_API_KEY")
@@ -165,13 +167,14 @@ class Settings:
             api_key=(key or "").strip() or None,
             endpoint=(endpoint or os.environ.get("AGENTSIGHT_API_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
             protocol=resolve_protocol(protocol),
-            verify_key=_env_bool("AGENTSIGHT_VERIFY_KEY", True),
+            verify_key=_env_bool("AGENTSIGHT_VERIFY_KEY", True) if verify_key is None else verify_key,
             environment=environment or os.environ.get("AGENTSIGHT_ENVIRONMENT") or None,
             conversation_id=conversation_id or os.environ.get("AGENTSIGHT_CONVERSATION_ID") or None,
             log_level=log_level or os.environ.get("AGENTSIGHT_LOG_LEVEL") or None,
             direct_export=_env_bool("AGENTSIGHT_DIRECT_EXPORT", True) if direct_export is None else direct_export,
             forward_spans=_env_bool("AGENTSIGHT_FORWARD_SPANS", True) if forward_spans is None else forward_spans,
-            auto_instrument=_env_bool("AGENTSIGHT_AUTO_INSTRUMENT", True),
+            auto_instrument=(_env_bool("AGENTSIGHT_AUTO_INSTRUMENT", True) if auto_instrument is None
+                             else auto_instrument),
             app_url=os.environ.get("AGENTSIGHT_APP_URL", "https://app.agentsight.io"),
             delivery=delivery or DeliverySettings.from_env(),
         )

@@ -114,8 +114,93 @@ class InvalidAttachmentException(Exception):
         super().__init__(message)
 
 
-class ConfigurationError(ValueError):
+class AgentSightError(Exception):
+    """Base class of the 0.1.x exceptions (upstream's names); the tracking calls of the 0.1.x API never raise them."""
+
+
+class ConfigurationError(AgentSightError, ValueError):
     """A setting has a value it cannot take (``AGENTSIGHT_PROTOCOL=soap``, say); raised where it is configured.
 
-    The message names the setting, the value and what it accepts; never the API key.
+    The message names the setting, the value and what it accepts; never the API key. Also a ``ValueError``,
+    as it was before the 0.1.x hierarchy existed.
     """
+
+
+class MissingApiKeyError(ConfigurationError):
+    """No API key was passed and none is in the environment."""
+
+    def __init__(self, message: str | None = None, app_url: str | None = None) -> None:
+        super().__init__(message or "No AgentSight API key. Pass api_key= or set AGENTSIGHT_API_KEY.\n\t    "
+                         f"Find your API key at {app_url or 'https://app.agentsight.io'}/settings")
+
+
+class InvalidApiKeyError(ConfigurationError):
+    """The key is not shaped ``ags_<32 hex>_<6 hex>``; the message describes the form and never echoes the key."""
+
+    def __init__(self, api_key: object = None, app_url: str | None = None) -> None:
+        super().__init__("API key is malformed. Expected the form ags_<32 hex>_<6 hex>.\n\t    "
+                         f"Find your API key at {app_url or 'https://app.agentsight.io'}/settings")
+
+
+class APIError(AgentSightError):
+    """The API answered with an error: ``status_code``, the API's ``detail`` and the parsed ``response``."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, detail: str | None = None,
+                 response: object = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.detail = detail
+        self.response = response
+
+
+class AuthenticationError(APIError):
+    """401: the key was refused."""
+
+
+class SubscriptionInactiveError(AuthenticationError):
+    """401 because the agent's subscription is not active (rotating the key will not help)."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the key may not do this (a read-role key writing, say)."""
+
+
+class NotFoundError(APIError):
+    """404."""
+
+
+class ValidationError(APIError):
+    """400; ``errors`` holds the field errors the API sent."""
+
+    def __init__(self, message: str, *, errors: dict[str, object] | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.errors = errors or {}
+
+
+class MethodNotAllowedError(APIError):
+    """405."""
+
+
+class RateLimitError(APIError):
+    """429; ``retry_after`` is the API's pacing in seconds, when it sent one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """5xx."""
+
+
+class NetworkError(AgentSightError):
+    """No answer: DNS, connection, time-out, TLS."""
+
+
+class UploadError(AgentSightError):
+    """``upload_attachments()`` failed: the API refused it (``status_code``, ``response``) or the network failed."""
+
+    def __init__(self, message: str, status_code: int | None = None, response: object = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.response = response

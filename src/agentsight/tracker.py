@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
 from agentsight.config import DeliverySettings, Settings, configure_logging
@@ -82,8 +83,13 @@ class ConversationTracker:
         forward_spans: bool | None = None,
         delivery: DeliverySettings | None = None,
         protocol: Literal["ingest", "rest"] | None = None,
+        verify_key: bool | None = None,
+        auto_instrument: bool | None = None,
+        span_processor: SpanProcessor | None = None,
     ) -> None:
         self._settings = Settings.resolve(
+            verify_key=verify_key,
+            auto_instrument=auto_instrument,
             protocol=protocol,
             api_key=api_key,
             endpoint=endpoint,
@@ -96,11 +102,15 @@ class ConversationTracker:
         )
         configure_logging(self._settings.log_level)
         direct = None
-        if self._settings.direct_export:
+        if self._settings.direct_export and span_processor is None:
             self._settings.check_api_key()
             direct = AgentSightSpanProcessor(AgentSightSpanExporter(settings=self._settings))
-        self._router = ConversationSpanRouter(direct, forward=self._settings.forward_spans)
+        self._router = ConversationSpanRouter(direct, forward=self._settings.forward_spans,
+                                              elsewhere=span_processor is not None)
         self._provider, self._tracer = conversation_tracer(self._router)
+        self._own_processor = span_processor
+        if span_processor is not None:
+            self._provider.add_span_processor(span_processor)
         # Open turns are held by the contexts that opened them; these registries hold them weakly. A turn
         # whose contexts are gone without sending it (a handler that raised) is queued here when it is
         # collected and sent at the next safe point, so abandoned turns neither leak nor vanish.
@@ -148,7 +158,23 @@ class ConversationTracker:
             conversation_id, customer_id, customer_ip_address, device, source, language, name, environment, metadata
         )
         attributes[sc.IS_USED] = False
+        self.record_conversation(attributes)
+
+    def record_conversation(self, attributes: dict[str, Any]) -> None:
+        """Record a conversation span with these (checked) attributes that ends at once: a visit, an update."""
         self._tracer.start_span(sc.CONVERSATION_SPAN, attributes=attributes, kind=trace.SpanKind.INTERNAL).end()
+
+    def start_turn(self, attributes: dict[str, Any]) -> ConversationTurn:
+        """Open a turn with these (checked) attributes without making it current: the caller attaches it.
+
+        What 0.1.x ``agentsight.turn()`` opens; :meth:`end_turns` sends it. Unsent when its contexts are
+        gone, it is sent all the same, as every turn is.
+        """
+        return self._new_turn(attributes)
+
+    def end_turns(self, ending: list[ConversationTurn]) -> None:
+        """End (and so send) these turns."""
+        self._end(ending)
 
     def get_or_create_conversation(
         self,
@@ -362,6 +388,8 @@ class ConversationTracker:
         given up on, dropped), ``items`` holds a result per payload. For scripts, tests and serverless handlers.
         """
         self._send_abandoned()
+        if self._own_processor is not None:
+            self._own_processor.force_flush(int((timeout or 30.0) * 1000))
         exporters = []
         if self._router.direct is not None:
             exporters.append(self._router.direct.exporter)

@@ -32,6 +32,7 @@ SDK = {"name": SDK_NAME, "version": SDK_VERSION}
 VISIT_SPAN_NAME = "conversation_opened"
 TURN_SPAN_NAME = "turn"
 TOKEN_USAGE_SPAN_NAME = "token_usage"
+METADATA_UPDATED_SPAN_NAME = "metadata_updated"
 
 _CONVERSATION_ATTRIBUTES: tuple[tuple[str, str], ...] = (
     (sc.CONVERSATION_ID, sc.CONVERSATION_ID),
@@ -46,7 +47,7 @@ _CONVERSATION_ATTRIBUTES: tuple[tuple[str, str], ...] = (
 )
 """(our span attribute, the ingest attribute every span of the conversation carries)."""
 
-_CHILD_EVENTS = frozenset({sc.BUTTON_EVENT, sc.ACTION_EVENT, sc.ATTACHMENTS_EVENT})
+_CHILD_EVENTS = frozenset({sc.BUTTON_EVENT, sc.ACTION_EVENT, sc.ATTACHMENTS_EVENT, sc.METADATA_UPDATED_EVENT})
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,8 @@ def _text_size(attributes: Mapping[str, Any] | None) -> int:
 def translate(span: SpanLike) -> IngestTurn | None:
     """The ingest spans of one conversation span (``None`` for other spans).
 
-    ``initialize_conversation()`` (``is_used`` false) becomes a ``conversation`` span (a visit);
-    a turn becomes a ``turn`` span with its children.
+    ``initialize_conversation()`` (``is_used`` false) becomes a ``conversation`` span (a visit, or what
+    ``agentsight.conversation.record`` names); a turn becomes a ``turn`` span with its children.
     """
     if not is_conversation_span(span):
         return None
@@ -97,7 +98,8 @@ def translate(span: SpanLike) -> IngestTurn | None:
     conversation_id = str(attributes[sc.CONVERSATION_ID])
     family = _Family(span, attributes)
     if attributes.get(sc.IS_USED) is False:
-        spans = (family.span(VISIT_SPAN_NAME, sc.KIND_CONVERSATION, span.start_time, span.end_time, {}, own=True),)
+        name = str(attributes.get(sc.CONVERSATION_RECORD) or VISIT_SPAN_NAME)
+        spans = (family.span(name, sc.KIND_CONVERSATION, span.start_time, span.end_time, {}, own=True),)
         return IngestTurn(conversation_id, family.fields, family.metadata, spans)
     return family.turn(conversation_id)
 
@@ -148,8 +150,11 @@ class _Family:
             elif event.name == sc.ACTION_EVENT:
                 children.append(self._action(index, event.timestamp, attributes))
             elif event.name == sc.ATTACHMENTS_EVENT:
-                has_attachments = True
+                has_attachments = has_attachments or sc.ATTACHMENTS_DESCRIPTORS not in attributes
                 children.append(self._attachments(index, event.timestamp, attributes))
+            elif event.name == sc.METADATA_UPDATED_EVENT:
+                children.append(self._child(index, METADATA_UPDATED_SPAN_NAME, sc.KIND_CONVERSATION, event.timestamp,
+                                            event.timestamp, {}, status="unset"))
             elif event.name == sc.TOKEN_USAGE_EVENT:
                 if sc.MODEL_CALL_SPAN_ID not in attributes:  # a model call's tokens ride on its llm span
                     usage = add_usage(usage, attributes)
@@ -159,9 +164,14 @@ class _Family:
         if usage is not None:
             children.append(self._token_usage(len(self.source.events), usage))
         # A turn sent through the seed API is a complete exchange, also when its block raised (its items
-        # were tracked and are delivered, as on the REST wire); the status still says it raised.
-        turn = self.span(TURN_SPAN_NAME, sc.KIND_TURN, self.source.start_time, self.source.end_time,
-                         {sc.TURN_COMPLETE: True}, events=events, own=True,
+        # were tracked and are delivered, as on the REST wire); the status still says it raised. A 0.1.x
+        # turn that did not finish says so, and why.
+        source = self.source.attributes or {}
+        completeness: dict[str, Any] = {sc.TURN_COMPLETE: source.get(sc.TURN_COMPLETE, True) is not False}
+        if sc.TURN_INCOMPLETE_REASON in source:
+            completeness[sc.TURN_INCOMPLETE_REASON] = source[sc.TURN_INCOMPLETE_REASON]
+        turn = self.span(str(source.get(sc.TURN_NAME) or TURN_SPAN_NAME), sc.KIND_TURN, self.source.start_time,
+                         self.source.end_time, completeness, events=events, own=True,
                          status="error" if _status(self.source) == "error" else "ok")
         uploads = None
         if has_attachments:
@@ -188,7 +198,7 @@ class _Family:
     ) -> dict[str, Any]:
         """An ingest span of this family: the source span itself (``own``) or a child of it (``span_id`` given)."""
         full = {**self.common, sc.SPAN_KIND: kind, sc.ENTITY_NAME: name}
-        if kind != sc.KIND_CONVERSATION:
+        if kind != sc.KIND_CONVERSATION or not own:  # a visit belongs to no turn; a turn's children do
             full[sc.TURN_ID] = self.turn_id
         full.update(attributes)
         otel = self.otel
@@ -239,12 +249,14 @@ class _Family:
                 own[theirs] = attributes[ours]
         start, end = _action_times(attributes, timestamp)
         error = attributes.get(sc.ACTION_ERROR_MSG)
-        return self._child(index, name, sc.KIND_TOOL, start, end, own, status="error" if error else "ok",
-                           status_description=error)
+        kind = sc.KIND_TASK if attributes.get(sc.ACTION_KIND) == sc.ACTION_KIND_TASK else sc.KIND_TOOL
+        return self._child(index, name, kind, start, end, own, status="error" if error else "ok",
+                           status_description=error, events=_exception_events(attributes, end))
 
     def _model_call(self, timestamp: int | None, attributes: Mapping[str, Any]) -> dict[str, Any]:
         call = json.loads(attributes.get(sc.METADATA) or "{}")
-        requested, resolved = call.get("request_model"), call.get("response_model") or call.get("request_model")
+        requested = call.get("request_model")
+        resolved = call.get("response_model") or requested or call.get("model_hint")
         operation = call.get("operation") or "chat"
         own: dict[str, Any] = {sc.GEN_AI_SYSTEM: call.get("provider") or "unknown", sc.GEN_AI_OPERATION_NAME: operation}
         if resolved:
@@ -270,15 +282,17 @@ class _Family:
                          status_description=error, otel_kind="CLIENT")
 
     def _attachments(self, index: int, timestamp: int | None, attributes: Mapping[str, Any]) -> dict[str, Any]:
-        files = json.loads(attributes.get(sc.ATTACHMENTS_FILES) or "[]")
-        descriptors = [{"filename": item.get("filename"), "size": _decoded_size(item.get("data") or ""),
-                        "mime_type": item.get("mime_type")} for item in files]
-        own: dict[str, Any] = {
-            sc.ATTACHMENT_SENDER: attributes.get(sc.ATTACHMENTS_SENDER, sc.SENDER_END_USER),
-            sc.ATTACHMENT_MODE: attributes.get(sc.ATTACHMENTS_MODE, "base64"),
-            sc.ATTACHMENT_COUNT: len(descriptors),
-            sc.ATTACHMENT_FILES: json.dumps(descriptors, ensure_ascii=False),
-        }
+        if sc.ATTACHMENTS_DESCRIPTORS in attributes:
+            descriptors = json.loads(attributes[sc.ATTACHMENTS_DESCRIPTORS])
+        else:
+            files = json.loads(attributes.get(sc.ATTACHMENTS_FILES) or "[]")
+            descriptors = [{"filename": item.get("filename"), "size": _decoded_size(item.get("data") or ""),
+                            "mime_type": item.get("mime_type")} for item in files]
+        own: dict[str, Any] = {sc.ATTACHMENT_SENDER: attributes.get(sc.ATTACHMENTS_SENDER, sc.SENDER_END_USER)}
+        if sc.ATTACHMENTS_MODE in attributes:  # absent: bytes moved elsewhere (0.1.x record_attachments())
+            own[sc.ATTACHMENT_MODE] = attributes[sc.ATTACHMENTS_MODE]
+        own[sc.ATTACHMENT_COUNT] = len(descriptors)
+        own[sc.ATTACHMENT_FILES] = json.dumps(descriptors, ensure_ascii=False)
         if sc.METADATA in attributes:
             own[sc.METADATA] = attributes[sc.METADATA]
         name = f"{len(descriptors)} attachment(s)"
@@ -310,6 +324,20 @@ def _message_event(event: Any, attributes: Mapping[str, Any]) -> dict[str, Any]:
     if sc.METADATA in attributes:
         own[sc.MESSAGE_METADATA] = attributes[sc.METADATA]
     return {"name": sc.MESSAGE_EVENT, "timestamp": iso_timestamp(event.timestamp), "attributes": own}
+
+
+def _exception_events(attributes: Mapping[str, Any], end: int | None) -> list[dict[str, Any]]:
+    """The ``exception`` events of a tool or task that raised, as upstream 0.1.x sends them: recorded twice
+    (by its decorator, and by OpenTelemetry's span context on the way out), neither marked escaped."""
+    if sc.EXCEPTION_TYPE not in attributes:
+        return []
+    event = {"name": "exception", "timestamp": iso_timestamp(end), "attributes": {
+        sc.EXCEPTION_TYPE: attributes[sc.EXCEPTION_TYPE],
+        sc.EXCEPTION_MESSAGE: attributes.get(sc.EXCEPTION_MESSAGE, ""),
+        sc.EXCEPTION_STACKTRACE: attributes.get(sc.EXCEPTION_STACKTRACE, ""),
+        "exception.escaped": "False",
+    }}
+    return [event, dict(event)]
 
 
 def _status(span: SpanLike) -> str:

@@ -82,9 +82,11 @@ def configured_exporters(provider: TracerProvider) -> list[AgentSightSpanExporte
 class ConversationSpanRouter(SpanProcessor):
     """The private provider's processor: forwards to the app's pipeline and, when needed, delivers directly."""
 
-    def __init__(self, direct: AgentSightSpanProcessor | None, forward: bool = True) -> None:
+    def __init__(self, direct: AgentSightSpanProcessor | None, forward: bool = True, elsewhere: bool = False) -> None:
         self.direct = direct
         self.forward = forward
+        self.elsewhere = elsewhere
+        """Turns also go to a processor of the tracker's own (``span_processor=``): not "sent nowhere"."""
         self._model_calls = ModelCallAttribution()
         self._warned_nowhere = False
 
@@ -111,7 +113,7 @@ class ConversationSpanRouter(SpanProcessor):
             delivered_by_app = any(exporter.can_deliver for exporter in exporters)
         if self.direct is not None and not delivered_by_app:
             self.direct.on_end(span)
-        elif self.direct is None and provider is None and not self._warned_nowhere:
+        elif self.direct is None and provider is None and not self.elsewhere and not self._warned_nowhere:
             self._warned_nowhere = True
             logger.warning(
                 "AGENTSIGHT_DIRECT_EXPORT is off and there is no OpenTelemetry SDK pipeline to hand conversation "

@@ -42,7 +42,9 @@ def translate(span: SpanLike) -> TurnPayloads | None:
     """Payloads for one conversation span, in the order the API needs; ``None`` for other spans.
 
     The conversation POST comes first; events follow in the order they were tracked; when any
-    token usage was tracked, one ``token_usage`` action with the turn's sums comes last.
+    token usage was tracked, one ``token_usage`` action with the turn's sums comes last. An incomplete
+    turn (``agentsight.turn.complete`` false) sends no messages, as ingest keeps them out of the transcript;
+    attachments described only (bytes moved elsewhere) send nothing.
     """
     if not is_conversation_span(span):
         return None
@@ -51,8 +53,11 @@ def translate(span: SpanLike) -> TurnPayloads | None:
     conversation = _conversation_payload(attributes, conversation_id, iso_timestamp(span.start_time))
     items: list[Payload] = []
     usage: dict[str, int] | None = None
+    complete = attributes.get(sc.TURN_COMPLETE, True) is not False
     for event in span.events:
         event_attributes = event.attributes or {}
+        if (event.name == sc.MESSAGE_EVENT and not complete) or sc.ATTACHMENTS_DESCRIPTORS in event_attributes:
+            continue
         timestamp = iso_timestamp(event.timestamp)
         if event.name == sc.TOKEN_USAGE_EVENT:
             usage = add_usage(usage, event_attributes)

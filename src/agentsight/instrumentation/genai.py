@@ -30,6 +30,8 @@ from agentsight.spans.turn import current_turn
 logger = logging.getLogger("agentsight.instrumentation")
 
 _IN_MODEL_CALL = otel_context.create_key("agentsight.in_model_call")
+MODEL_HINT = otel_context.create_key("agentsight.model_hint")
+"""Context key of the model named by 0.1.x ``model_hint()``: recorded on calls starting under it."""
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 _CAPTURE_VALUES = {"true", "span_only", "span_and_event"}
 
@@ -117,6 +119,9 @@ def start_model_call(
     }
     if request_model:
         attributes[sc.GEN_AI_REQUEST_MODEL] = request_model
+    hint = otel_context.get_value(MODEL_HINT)
+    if hint:
+        attributes[sc.LLM_MODEL_HINT] = hint
     if input_messages is not None and capture_content():
         attributes[sc.GEN_AI_INPUT_MESSAGES] = jsonsafe.dumps(input_messages)
     name = f"{operation} {request_model}" if request_model else operation

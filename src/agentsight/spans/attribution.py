@@ -102,7 +102,8 @@ def model_call_action(span: Any, span_id: str) -> dict[str, Any]:
     attributes = span.attributes or {}
     operation = str(attributes.get(sc.GEN_AI_OPERATION_NAME))
     provider = attributes.get(sc.GEN_AI_PROVIDER_NAME) or attributes.get(sc.GEN_AI_SYSTEM) or "unknown"
-    model = attributes.get(sc.GEN_AI_RESPONSE_MODEL) or attributes.get(sc.GEN_AI_REQUEST_MODEL) or "unknown"
+    hint = attributes.get(sc.LLM_MODEL_HINT)
+    model = attributes.get(sc.GEN_AI_RESPONSE_MODEL) or attributes.get(sc.GEN_AI_REQUEST_MODEL) or hint or "unknown"
     metadata = {
         "provider": provider,
         "operation": operation,
@@ -113,6 +114,8 @@ def model_call_action(span: Any, span_id: str) -> dict[str, Any]:
         "input_tokens": int(attributes.get(sc.GEN_AI_USAGE_INPUT_TOKENS, 0) or 0),
         "output_tokens": int(attributes.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS, 0) or 0),
     }
+    if hint:
+        metadata["model_hint"] = hint
     action: dict[str, Any] = {
         sc.ACTION_NAME: f"{operation} {provider}/{model}",
         sc.METADATA: jsonsafe.dumps(metadata),
