@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: test coverage demo bench bench-llm bench-bridge bench-wan clean
+.PHONY: test coverage demo bench bench-llm bench-bridge bench-wan bench-current clean
 
 $(VENV)/.test: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ bench-bridge: $(VENV)/.test
 
 bench-wan: $(VENV)/.test
 	$(PY) bench/wan.py $(ARGS)
+
+bench-current: $(VENV)/.test
+	$(PY) bench/current_api.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) bench/.upstream-venv bench/.official-venv

@@ -250,3 +250,23 @@ def stored_buttons(api: DevServer) -> list[dict[str, Any]]:
     """Every button click the local AgentSight stored."""
     return [button for conversation in api.store.all_conversations()
             for button in (api.store.get_conversation(conversation["id"]) or {}).get("buttons", [])]
+
+
+def test_quickstart_0_1_runs_unchanged_and_delivers_at_exit() -> None:
+    with DevServer() as api:
+        done = run_example("quickstart_0_1.py", env=clean_env(AGENTSIGHT_API_ENDPOINT=api.url,
+                                                              AGENTSIGHT_API_KEY=API_KEY))
+        assert done.returncode == 0, done.stderr
+        (document,) = [request.body for request in api.accepted("/api/ingest/")]
+    (block,) = document["conversations"]
+    assert block["conversation_id"] == "your_conversation_id"
+    turn, tool = sorted(block["spans"], key=lambda span: span["kind"] != "turn")
+    assert [event["attributes"]["agentsight.message.content"] for event in turn["events"]] == [
+        "What's the weather like today?", "It's sunny, 21°C in Lisbon."]
+    assert (tool["kind"], tool["name"]) == ("tool", "lookup_weather")
+
+
+def test_quickstart_0_1_without_a_key_runs_as_if_the_sdk_were_absent() -> None:
+    done = run_example("quickstart_0_1.py", env=clean_env())
+    assert done.returncode == 0, done.stderr
+    assert "AgentSight disabled: no API key" in done.stderr
