@@ -302,7 +302,7 @@ def test_other_instrumentations_count_once_and_nested_spans_not_again(
          "PYTHONPATH": str(Path.cwd())})
     assert result.returncode == 0, result.stderr
     instrumented, app_spans = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
-    assert instrumented == ["openai", "anthropic", "groq", "mistralai", "ollama"]
+    assert instrumented == ["openai", "anthropic", "groq", "mistralai", "ollama", "langchain", "llama_index"]
     assert app_spans == ["agentsight.conversation", "chat by the official instrumentation", "chat gpt-4o-mini",
                          "the client's own span"], "every span still reaches the app's own pipeline"
     (usage,) = [a for a in bodies(api, "/api/action_logs/") if a["action_name"] == "token_usage"]

@@ -1,9 +1,11 @@
-"""Auto-instrumentation of LLM client libraries, attributed to AgentSight conversations.
+"""Auto-instrumentation of LLM client libraries and agent frameworks, attributed to AgentSight conversations.
 
 Each supported library has an ``Instrumentor`` (an OpenTelemetry ``BaseInstrumentor``) registered in
 the ``opentelemetry_instrumentor`` entry-point group as ``agentsight_<library>``, so
 ``opentelemetry-instrument`` loads it and ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` can turn it off.
-:func:`instrument` does the same in code, for every supported library that is installed.
+:func:`instrument` does the same in code, for every supported library that is installed. The
+frameworks' handlers (LangChain's ``AgentSightCallbackHandler``, LlamaIndex's dispatcher handlers) are
+installed the same way and record tools, tasks and model calls in the current turn.
 """
 
 from __future__ import annotations
@@ -26,8 +28,13 @@ INSTRUMENTORS: dict[str, str] = {
     "groq": "agentsight.instrumentation.groq:GroqInstrumentor",
     "mistralai": "agentsight.instrumentation.mistralai:MistralAIInstrumentor",
     "ollama": "agentsight.instrumentation.ollama:OllamaInstrumentor",
+    "langchain": "agentsight.instrumentation.langchain:LangChainInstrumentor",
+    "llama_index": "agentsight.instrumentation.llama_index:LlamaIndexInstrumentor",
 }
 """Library name -> ``module:class`` of its instrumentor (entry point ``agentsight_<library>``)."""
+
+HOOK_MODULES: dict[str, str] = {"langchain": "langchain_core", "llama_index": "llama_index.core"}
+"""The module whose import instruments a library, where it is not the library's name."""
 
 
 def _instrumentor(name: str) -> BaseInstrumentor:
@@ -61,7 +68,7 @@ def instrument(**kwargs: Any) -> list[str]:
         except Exception:  # tracking must work even if one client's instrumentation cannot be applied
             logger.warning("AgentSight could not instrument %s", name, exc_info=True)
             continue
-        wrapt.register_post_import_hook(partial(_instrument_imported, name, kwargs), name)
+        wrapt.register_post_import_hook(partial(_instrument_imported, name, kwargs), HOOK_MODULES.get(name, name))
         done.append(name)
     return done
 
@@ -82,3 +89,12 @@ def uninstrument() -> None:
         instrumentor = _instrumentor(name)
         if instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.uninstrument()
+
+
+def __getattr__(name: str) -> Any:
+    """``AgentSightCallbackHandler`` (LangChain), built when first asked for: LangChain is imported only then."""
+    if name == "AgentSightCallbackHandler":
+        from agentsight.instrumentation.langchain import handler_class
+
+        return handler_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
