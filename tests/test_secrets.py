@@ -13,9 +13,15 @@ from tests.conftest import API_KEY, run_script
 SECRET_PART = API_KEY[4:36]
 
 
-@pytest.mark.parametrize(("protocol", "refusal"), [("rest", "rejected"), ("ingest", "refused the API key")])
-def test_key_absent_from_every_log_line_and_span(api: DevServer, tmp_path: Path, protocol: str, refusal: str) -> None:
-    api.inject(CannedResponse(401, b'{"detail": "Invalid API key."}'), CannedResponse(500), CannedResponse(429))
+@pytest.mark.parametrize(("protocol", "refusal", "first", "then"), [
+    ("rest", "rejected", None, None),
+    ("ingest", "refused the API key", "/api/me/", "/api/ingest/"),  # the preflight and delivery race otherwise
+])
+def test_key_absent_from_every_log_line_and_span(
+    api: DevServer, tmp_path: Path, protocol: str, refusal: str, first: str | None, then: str | None
+) -> None:
+    api.inject(CannedResponse(401, b'{"detail": "Invalid API key."}', path=first), CannedResponse(500, path=then),
+               CannedResponse(429, path=then))
     result = run_script(tmp_path, """
     import logging
     logging.basicConfig(level=logging.DEBUG)
