@@ -144,6 +144,10 @@ def test_langchain_agent_tools_tasks_and_tokens_once(
     ], key=str)
     task = next(a for a in detail["actions"] if a["action_name"] == "weather_agent")
     assert task["metadata"] == {"framework": "langchain", "kind": "task"}
+    ingest_kinds = {span["name"]: span["kind"] for request in api.accepted("/api/ingest/")
+                    for block in request.body["conversations"] for span in block["spans"]}
+    if turn_tracker.settings.protocol == "ingest":
+        assert (ingest_kinds["weather_agent"], ingest_kinds["get_weather"]) == ("task", "tool")
     assert all(a["started_at"] and a["ended_at"] and a["duration_ms"] is not None for a in detail["actions"]
                if a["action_name"] != "token_usage")
     assert model_calls(detail) == [MODEL_CALL, MODEL_CALL], "each model call once, with the explicit handler too"

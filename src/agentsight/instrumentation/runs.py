@@ -145,6 +145,7 @@ def end_action(run: ActionRun | None, response: Any = None, error: Any = None) -
         sc.ACTION_STARTED_AT: iso_timestamp(run.start_ns),
         sc.ACTION_ENDED_AT: iso_timestamp(end_ns),
         sc.ACTION_DURATION_MS: (end_ns - run.start_ns) // 1_000_000,
+        sc.ACTION_KIND: run.kind,
         sc.METADATA: jsonsafe.dumps({"framework": run.framework, "kind": run.kind}),
     }
     if run.arguments is not None:
