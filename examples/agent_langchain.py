@@ -1,6 +1,6 @@
-"""A LangChain tool-calling agent tracked by AgentSight, with no AgentSight code inside the agent.
+"""A LangChain tool-calling agent tracked by AgentSight's 0.1.x API, with no AgentSight code inside the agent.
 
-Creating the tracker installs the LangChain handler and the ``openai`` instrumentation: the agent's tool
+``agentsight.init()`` installs the LangChain handler and the ``openai`` instrumentation: the agent's tool
 runs become actions of the current turn and each model call counts once. The model is
 ``OPENAI_BASE_URL`` (any OpenAI-compatible API; ``OPENAI_API_KEY``, ``AGENT_MODEL``), else the bundled
 stand-in model on 127.0.0.1. Delivers to ``AGENTSIGHT_API_ENDPOINT`` with ``AGENTSIGHT_API_KEY``, else to
@@ -19,7 +19,7 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
-from agentsight import ConversationTracker
+import agentsight
 from agentsight.dev import DevServer
 from agentsight.dev.local_llm import FakeLLMServer
 
@@ -54,25 +54,26 @@ def main() -> int:
             api = stack.enter_context(DevServer())
             os.environ.update(AGENTSIGHT_API_ENDPOINT=api.url, AGENTSIGHT_API_KEY=LOCAL_API_KEY)
         base_url = os.environ.get("OPENAI_BASE_URL") or stack.enter_context(FakeLLMServer()).openai_base_url
-        tracker = ConversationTracker()
+        agentsight.init()
         model = ChatOpenAI(model=os.environ.get("AGENT_MODEL", "gpt-4o-mini"), base_url=base_url,
                            api_key=os.environ.get("OPENAI_API_KEY", "not-needed"), max_retries=0)
         agent = build_agent(model)
 
-        with tracker.conversation("agent-demo-1", customer_id="user-7", source="agent_langchain"):
-            question = "What is the weather in Paris?"
-            tracker.track_question(question)
-            tracker.track_answer(agent.invoke(question))
-        result = tracker.flush(30)
-        print(f"delivered={result['delivered']} summary={result['summary']}")
+        with agentsight.conversation("agent-demo-1", customer_id="user-7", source="agent_langchain"):
+            with agentsight.turn():
+                question = "What is the weather in Paris?"
+                agentsight.user_message(question)
+                agentsight.agent_message(agent.invoke(question))
+        delivered = agentsight.flush(30_000)
+        print(f"delivered={delivered}")
         if api is not None:
             for conversation in api.store.all_conversations():
                 detail = api.store.get_conversation(conversation["id"]) or {}
                 for action in detail["actions"]:
                     print("action", json.dumps({key: action[key] for key in ("action_name", "tools_used", "response")}))
                 print("tokens", json.dumps(detail["tokens"]))
-        tracker.shutdown()
-        return 0 if result["delivered"] else 1
+        agentsight.shutdown()
+        return 0 if delivered else 1
 
 
 if __name__ == "__main__":

@@ -339,6 +339,22 @@ def test_shutdown_ends_wrapped_turns_as_shutdown() -> None:
     ags.shutdown()
 
 
+def test_flush_says_whether_everything_was_delivered(api: DevServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTSIGHT_MAX_RETRY_TIME", "0.5")
+    assert ags.init(api_key=API_KEY, endpoint=api.url)
+    try:
+        with ags.conversation("conv-flush"), ags.turn():
+            ags.user_message("delivered")
+        assert ags.flush() is True
+        api.inject(CannedResponse(400, b'{"detail": "refused"}', path="/api/ingest/"))
+        with ags.conversation("conv-flush"), ags.turn():
+            ags.user_message("refused")
+        assert ags.flush() is False, "a refused turn is not delivered"
+    finally:
+        ags.shutdown()
+    assert stored_messages(api) == [("conv-flush", "delivered")]
+
+
 # Both APIs, isolation ---------------------------------------------------------------------------------------
 
 

@@ -157,7 +157,7 @@ def flush(timeout_ms: int = 10_000) -> bool:
     if current is None:
         return False
     try:
-        return bool(current.flush(timeout_ms / 1000)["complete"])
+        return bool(current.flush(timeout_ms / 1000)["delivered"])
     except Exception as error:  # noqa: BLE001 - tracking never raises into the app
         logger.debug("AgentSight flush failed: %s", error)
         return False
