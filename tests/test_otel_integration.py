@@ -203,6 +203,36 @@ def test_opentelemetry_instrument_on_the_ingest_wire_delivers_exactly_once(
     assert b"Hello, I need help" in b"".join(otlp.bodies)
 
 
+def test_the_current_api_under_opentelemetry_instrument_with_a_zero_sampler(
+    api: DevServer, otlp: _OtlpSink, tmp_path: Path
+) -> None:
+    """The 0.1.x API's turns take the same route: delivered once, also with the app sampling nothing."""
+    instrument = str(Path(sys.executable).parent / "opentelemetry-instrument")
+    result = run_script(tmp_path, """
+    import agentsight
+    agentsight.init()
+
+    @agentsight.tool
+    def lookup_order(order_id):
+        return "shipped"
+
+    with agentsight.conversation("conv-current", customer_id="user-7"):
+        with agentsight.turn():
+            agentsight.user_message("Where is my order?")
+            lookup_order(order_id="A-1")
+            agentsight.agent_message("It has shipped.")
+    """, _env(
+        api, OTEL_TRACES_EXPORTER="otlp,agentsight", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none",
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=otlp.url,
+        OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0", AGENTSIGHT_PROTOCOL="ingest",
+    ), args=(instrument,))
+    assert result.returncode == 0, result.stderr
+    assert stored_messages(api) == [("conv-current", "Where is my order?"), ("conv-current", "It has shipped.")]
+    spans = [span for request in api.accepted("/api/ingest/") for block in request.body["conversations"]
+             for span in block["spans"]]
+    assert sorted((span["kind"], span["name"]) for span in spans) == [("tool", "lookup_order"), ("turn", "turn")]
+
+
 def test_direct_export_off_sends_nothing_itself(api: DevServer, otlp: _OtlpSink, tmp_path: Path) -> None:
     instrument = str(Path(sys.executable).parent / "opentelemetry-instrument")
     result = run_script(tmp_path, """
