@@ -43,6 +43,7 @@ from agentsight.export.processor import AgentSightSpanProcessor
 from agentsight.export.rest import translate
 from agentsight.inputs import attachment_files, attachment_sender, attachments_attributes, metadata_json
 from agentsight.instrumentation import instrument
+from agentsight.instrumentation.threads import follow_turns_into_threads
 from agentsight.spans import jsonsafe
 from agentsight.spans import semconv as sc
 from agentsight.spans import turn as turns
@@ -120,6 +121,8 @@ class ConversationTracker:
         self._abandoned: queue.SimpleQueue[tuple[trace.Span, int]] = queue.SimpleQueue()
         if self._settings.auto_instrument:
             _instrument_once()
+        # Calls made in thread pools, run_in_executor and threads started inside a turn count in it.
+        follow_turns_into_threads()
         self._router.lend_configuration()
         # One drain for the process (at exit, in multiprocessing children, when uvicorn stops) sends the open turns
         # of every live tracker and waits for all pipelines within one bound; a dropped tracker leaves nothing.

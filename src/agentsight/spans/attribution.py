@@ -4,7 +4,8 @@ A span processor, so it counts GenAI spans from any instrumentation (ours or the
 OpenTelemetry ones) that follow the GenAI semantic conventions. A GenAI span whose parent is
 itself a GenAI span (a client's own span inside an instrumented call) is not counted again.
 Every GenAI span starting in a turn gets the turn's ``agentsight.conversation.id``: the OTLP
-bridge then knows it was accounted for where it was made.
+bridge then knows it was accounted for where it was made. A call that ends after its turn was sent
+(a stream read on after the answer) is sent under the same conversation, in a follow-up turn.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 from agentsight.spans import jsonsafe
 from agentsight.spans import semconv as sc
@@ -59,12 +60,16 @@ class ModelCallAttribution(SpanProcessor):
             self._in_turn[span.context.span_id] = turn
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Count a finished model call in its turn."""
+        """Count a finished model call in its turn, or in a follow-up of it when the turn was sent already."""
         if span.context is None:
             return
         with self._lock:
             turn = self._in_turn.pop(span.context.span_id, None)
-        if turn is not None and not turn.ended:
+        if turn is None:
+            return
+        if turn.ended:
+            send_late_model_call(turn, span)
+        else:
             add_model_call(turn, span)
 
     def shutdown(self) -> None:
@@ -80,6 +85,24 @@ def add_model_call(turn: ConversationTurn, span: ReadableSpan) -> None:
     span_id = format(span.context.span_id, "016x")
     turn.add_usage(model_call_usage(span), span_id)
     turn.add_event(sc.ACTION_EVENT, model_call_action(span, span_id))
+
+
+def send_late_model_call(turn: ConversationTurn, span: ReadableSpan) -> None:
+    """Send a model call that ended after ``turn`` was sent: a follow-up turn of the same conversation.
+
+    The follow-up carries only the call's token usage and action (on the ingest wire, its ``llm`` span)
+    and is marked incomplete (``late_model_call``), so it adds no exchange to the transcript.
+    """
+    sent = getattr(turn.span, "attributes", None) or {}
+    attributes: dict[str, Any] = {sc.CONVERSATION_ID: turn.conversation_id, sc.IS_USED: True,
+                                  sc.TURN_COMPLETE: False, sc.TURN_INCOMPLETE_REASON: sc.REASON_LATE_MODEL_CALL}
+    if sc.ENVIRONMENT in sent:
+        attributes[sc.ENVIRONMENT] = sent[sc.ENVIRONMENT]
+    follow_up_span = turn.tracer.start_span(sc.CONVERSATION_SPAN, context=trace.set_span_in_context(turn.outer_span),
+                                            attributes=attributes, kind=SpanKind.INTERNAL)
+    follow_up = ConversationTurn(turn.conversation_id, follow_up_span, turn.tracer, turn.outer_span, False)
+    add_model_call(follow_up, span)
+    follow_up.end()
 
 
 def model_call_usage(span: Any) -> dict[str, int]:
