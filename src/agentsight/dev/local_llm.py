@@ -5,8 +5,13 @@ Point a client at it with ``openai.OpenAI(base_url=server.openai_base_url, api_k
 ``anthropic.Anthropic(base_url=server.anthropic_base_url, api_key=...)``,
 ``groq.Groq(base_url=server.groq_base_url, api_key=...)``,
 ``mistralai.client.Mistral(server_url=server.mistral_server_url, api_key=...)`` or
-``ollama.Client(host=server.ollama_host)``. It speaks enough of each provider's wire format for the
-clients to parse: OpenAI chat completions, Responses and embeddings (Groq's chat completions and
+``ollama.Client(host=server.ollama_host)``; the cloud platforms' clients with
+``openai.AzureOpenAI(azure_endpoint=server.azure_endpoint, ...)``,
+``anthropic.AnthropicVertex(base_url=server.vertex_base_url, access_token=..., ...)`` and
+``anthropic.AnthropicBedrock(base_url=server.bedrock_base_url, api_key=..., ...)`` (not streamed: Bedrock
+streams AWS event-stream frames). It speaks enough of each provider's wire format for the
+clients to parse: OpenAI chat completions (``n`` choices, interleaved when streamed), Responses and
+embeddings (Groq's chat completions and
 embeddings are OpenAI's, under ``/openai``, with Groq's ``x_groq`` usage on a stream's last chunk),
 Anthropic messages, Mistral chat completions (usage always on a stream's last chunk) and embeddings,
 and Ollama chat (NDJSON when streamed) and embed, each with and without ``stream``, plus
@@ -35,6 +40,7 @@ import sys
 import threading
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -248,6 +254,21 @@ class FakeLLMServer:
         return self.url + _MISTRAL_PREFIX
 
     @property
+    def azure_endpoint(self) -> str:
+        """The ``azure_endpoint`` for ``openai.AzureOpenAI``: :attr:`url` (the client adds ``/openai/deployments``)."""
+        return self.url
+
+    @property
+    def vertex_base_url(self) -> str:
+        """The ``base_url`` for ``anthropic.AnthropicVertex``: :attr:`url` + ``/v1`` (the client adds the rest)."""
+        return self.url + "/v1"
+
+    @property
+    def bedrock_base_url(self) -> str:
+        """The ``base_url`` for ``anthropic.AnthropicBedrock``: :attr:`url` (the client adds ``/model/.../invoke``)."""
+        return self.url
+
+    @property
     def ollama_host(self) -> str:
         """The ``host`` for ``ollama.Client``: :attr:`url` (the client adds ``/api``)."""
         return self.url
@@ -333,7 +354,7 @@ class FakeLLMServer:
                 extra["Retry-After"] = failure.retry_after
             _send_json(handler, failure.status, error, extra)
             return
-        route = _ROUTES.get(path)
+        route, body = _route(path, body)
         if route is None or handler.command != "POST":
             status = 404 if route is None else 405
             message = f"Unknown request URL: {handler.command} {path}."
@@ -379,40 +400,47 @@ class FakeLLMServer:
         common = {"created": _CREATED, "model": model, "service_tier": "default", "system_fingerprint": "fp_fake"}
         finish_reason = "tool_calls" if tool_name else "stop"
         x_groq: dict[str, Any] = {"id": f"req_fake_{number}"}
+        count = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 1 else 1
         if not body.get("stream"):
-            message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None, "annotations": []}
-            if tool_name:
-                message["tool_calls"] = [
-                    {"id": call_id, "type": "function", "function": {"name": tool_name, "arguments": TOOL_ARGUMENTS}}
-                ]
-            else:
-                message["content"] = self.reply_text
-            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
-            reply = {"id": completion_id, "object": "chat.completion", **common, "choices": [choice], "usage": usage}
+            choices = []
+            for index in range(count):
+                message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None, "annotations": []}
+                if tool_name:
+                    function = {"name": tool_name, "arguments": TOOL_ARGUMENTS}
+                    message["tool_calls"] = [{"id": call_id, "type": "function", "function": function}]
+                else:
+                    message["content"] = self.reply_text
+                choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason})
+            reply = {"id": completion_id, "object": "chat.completion", **common, "choices": choices, "usage": usage}
             return {**reply, "x_groq": x_groq} if groq else reply
 
         stream_options = body.get("stream_options")
         include_usage = isinstance(stream_options, dict) and stream_options.get("include_usage") is True
 
-        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        def chunk(index: int, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
             data: dict[str, Any] = {"id": completion_id, "object": "chat.completion.chunk", **common}
-            data["choices"] = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+            data["choices"] = [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]
             if include_usage:
                 data["usage"] = None
             return _data_frame({**data, **extra})
 
+        # With ``n`` > 1 the choices' chunks interleave, each chunk naming its choice's index, as OpenAI's do.
         frames: list[tuple[Phase, bytes]] = []
+        choices = range(count)
         if tool_name:
             opening = {"index": 0, "id": call_id, "type": "function", "function": {"name": tool_name, "arguments": ""}}
-            frames.append(("pre", chunk({"role": "assistant", "content": None, "tool_calls": [opening]})))
+            opening_delta = {"role": "assistant", "content": None, "tool_calls": [opening]}
+            frames.extend(("pre", chunk(index, opening_delta)) for index in choices)
             for piece in split_reply(TOOL_ARGUMENTS, self.stream_chunks):
-                frames.append(("delta", chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})))
+                arguments = {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
+                frames.extend(("delta", chunk(index, arguments)) for index in choices)
         else:
-            frames.append(("pre", chunk({"role": "assistant", "content": "", "refusal": None})))
+            opening_delta = {"role": "assistant", "content": "", "refusal": None}
+            frames.extend(("pre", chunk(index, opening_delta)) for index in choices)
             for piece in split_reply(self.reply_text, self.stream_chunks):
-                frames.append(("delta", chunk({"content": piece})))
+                frames.extend(("delta", chunk(index, {"content": piece})) for index in choices)
         last_extra = {"x_groq": {**x_groq, "usage": dict(CHAT_USAGE)}} if groq else {}
-        frames.append(("post", chunk({}, finish_reason, **last_extra)))
+        frames.extend(("post", chunk(index, {}, finish_reason, **last_extra)) for index in choices)
         if include_usage:
             last = {"id": completion_id, "object": "chat.completion.chunk", **common, "choices": [], "usage": usage}
             frames.append(("post", _data_frame(last)))
@@ -676,10 +704,37 @@ _ROUTES = {
 }
 
 
+Route = Callable[[FakeLLMServer, dict[str, Any], int], "dict[str, Any] | list[tuple[Phase, bytes]]"]
+
+# Paths that name the model (the cloud platforms'): pattern with a ``model`` group -> route, whose error shape.
+_MODEL_PATH_ROUTES: tuple[tuple[re.Pattern[str], Route, Literal["openai", "anthropic"]], ...] = (
+    (re.compile(r"/openai/deployments/(?P<model>[^/]+)/chat/completions"), FakeLLMServer._chat_completions, "openai"),
+    (re.compile(r"/openai/deployments/(?P<model>[^/]+)/embeddings"), FakeLLMServer._embeddings, "openai"),
+    (re.compile(r"/v1/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/(?P<model>[^/:]+)"
+                r":(?:rawPredict|streamRawPredict)"), FakeLLMServer._messages, "anthropic"),
+    (re.compile(r"/model/(?P<model>[^/]+)/invoke"), FakeLLMServer._messages, "anthropic"),
+)
+
+
+def _route(path: str, body: Any) -> tuple[Route | None, Any]:
+    """The route answering ``path``, and the body it gets: on a path naming the model (Azure OpenAI's deployments,
+    Vertex AI's and Bedrock's Anthropic models), a copy naming it too, unless the body does."""
+    route = _ROUTES.get(path)
+    if route is not None:
+        return route, body
+    for pattern, model_route, _ in _MODEL_PATH_ROUTES:
+        if (match := pattern.fullmatch(path)) is not None:
+            return model_route, {"model": match["model"], **body} if isinstance(body, dict) else body
+    return None, body
+
+
 def _error_provider(path: str) -> Literal["openai", "anthropic", "ollama"]:
     """Whose error answers a path gets (Groq's and Mistral's are shaped like OpenAI's)."""
     if path in _ANTHROPIC_PATHS:
         return "anthropic"
+    for pattern, _, provider in _MODEL_PATH_ROUTES:
+        if pattern.fullmatch(path):
+            return provider
     return "ollama" if path.startswith(_OLLAMA_PREFIX) else "openai"
 
 

@@ -33,8 +33,16 @@ INSTRUMENTORS: dict[str, str] = {
 }
 """Library name -> ``module:class`` of its instrumentor (entry point ``agentsight_<library>``)."""
 
-HOOK_MODULES: dict[str, str] = {"langchain": "langchain_core", "llama_index": "llama_index.core"}
-"""The module whose import instruments a library, where it is not the library's name."""
+HOOK_MODULES: dict[str, tuple[str, ...]] = {
+    "langchain": ("langchain_core",),
+    "llama_index": ("llama_index.core",),
+    "mistralai": ("mistralai", "mistralai.client"),
+}
+"""The modules whose import instruments a library, where it is not (only) the library's name.
+
+``mistralai`` 2 and later is a namespace package, whose import no post-import hook sees: its client is in
+``mistralai.client``. Before 2, ``mistralai`` is the client.
+"""
 
 
 def _instrumentor(name: str) -> BaseInstrumentor:
@@ -68,14 +76,16 @@ def instrument(**kwargs: Any) -> list[str]:
         except Exception:  # tracking must work even if one client's instrumentation cannot be applied
             logger.warning("AgentSight could not instrument %s", name, exc_info=True)
             continue
-        wrapt.register_post_import_hook(partial(_instrument_imported, name, kwargs), HOOK_MODULES.get(name, name))
+        for module in HOOK_MODULES.get(name, (name,)):
+            wrapt.register_post_import_hook(partial(_instrument_imported, name, kwargs), module)
         done.append(name)
     return done
 
 
 def _instrument_imported(name: str, kwargs: dict[str, Any], module: Any) -> None:
+    """Instrument ``name`` as ``module`` is imported; not for a namespace package (nothing of the client is)."""
     instrumentor = _instrumentor(name)
-    if instrumentor.is_instrumented_by_opentelemetry:
+    if instrumentor.is_instrumented_by_opentelemetry or getattr(module.__spec__, "origin", None) is None:
         return
     try:
         instrumentor.instrument(**kwargs)

@@ -37,6 +37,13 @@ from agentsight.instrumentation.genai import (
 from agentsight.spans import semconv as sc
 
 PROVIDER = "anthropic"
+# The cloud platforms' clients (by class name, subclasses too) -> their GenAI provider name.
+CLIENT_PROVIDERS = {
+    "AnthropicVertex": "gcp.vertex_ai",
+    "AsyncAnthropicVertex": "gcp.vertex_ai",
+    "AnthropicBedrock": "aws.bedrock",
+    "AsyncAnthropicBedrock": "aws.bedrock",
+}
 OPERATION = "chat"
 MODULE = "anthropic.resources.messages"
 
@@ -118,7 +125,16 @@ def _start(tracer: trace.Tracer, instance: Any, kwargs: Mapping[str, Any]) -> Mo
     system = params.get("system")
     if isinstance(system, (str, list, tuple)):
         messages = {"system": system, **messages}
-    return start_model_call(tracer, OPERATION, PROVIDER, model if isinstance(model, str) else None, request, messages)
+    return start_model_call(tracer, OPERATION, provider_name(instance), model if isinstance(model, str) else None,
+                            request, messages)
+
+
+def provider_name(resource: Any) -> str:
+    """The provider the resource's client calls: a cloud platform's (Vertex AI, Bedrock) by its class, else ours."""
+    for cls in type(getattr(resource, "_client", None)).__mro__:
+        if cls.__name__ in CLIENT_PROVIDERS:
+            return CLIENT_PROVIDERS[cls.__name__]
+    return PROVIDER
 
 
 

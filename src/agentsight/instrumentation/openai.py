@@ -42,7 +42,9 @@ KNOWN_HOSTS = {
     "openrouter.ai": "openrouter",
     "api.together.xyz": "together_ai",
 }
-_HOST_SUFFIXES = {".openai.azure.com": "azure.ai.openai"}
+AZURE_PROVIDER = "azure.ai.openai"
+_HOST_SUFFIXES = {".openai.azure.com": AZURE_PROVIDER}
+_AZURE_CLIENTS = frozenset({"AzureOpenAI", "AsyncAzureOpenAI"})  # openai's Azure clients, whatever their host
 
 # (module, class, method, API family) for every wrapped surface.
 _CHAT, _RESPONSES, _EMBEDDINGS = "chat", "responses", "embeddings"
@@ -54,13 +56,19 @@ SURFACES: tuple[Surface, ...] = (
     ("openai.resources.chat.completions", "AsyncCompletions", "parse", _CHAT),
     ("openai.resources.responses", "Responses", "create", _RESPONSES),
     ("openai.resources.responses", "AsyncResponses", "create", _RESPONSES),
+    ("openai.resources.responses", "Responses", "parse", _RESPONSES),
+    ("openai.resources.responses", "AsyncResponses", "parse", _RESPONSES),
     ("openai.resources.embeddings", "Embeddings", "create", _EMBEDDINGS),
     ("openai.resources.embeddings", "AsyncEmbeddings", "create", _EMBEDDINGS),
 )
 
 
 def provider_name(resource: Any) -> str:
-    """The provider behind the client's ``base_url``: a known host's name, else ``openai``."""
+    """The provider behind the resource's client: ``azure.ai.openai`` for an Azure client (or subclass) on any
+    host, else a known host's name from its ``base_url``, else ``openai``."""
+    client_classes = {cls.__name__ for cls in type(getattr(resource, "_client", None)).__mro__}
+    if client_classes & _AZURE_CLIENTS:
+        return AZURE_PROVIDER
     host = server_attributes(resource).get(sc.SERVER_ADDRESS, "")
     if host in KNOWN_HOSTS:
         return KNOWN_HOSTS[host]
@@ -181,17 +189,26 @@ def _dump(item: Any) -> Any:
     return dump(exclude_none=True) if callable(dump) else item
 
 
+class _Choice:
+    """What a chat stream's chunks say about one of its choices (``n`` > 1 streams several, interleaved)."""
+
+    __slots__ = ("finish_reason", "text", "tools")
+
+    def __init__(self) -> None:
+        self.finish_reason: str | None = None
+        self.text: list[str] = []
+        self.tools: list[str] = []
+
+
 class _StreamAccumulator:
-    """Adds up a stream's chunks (chat completion chunks or Responses API events) for its span."""
+    """Adds up a stream's chunks (chat completion chunks, per choice, or Responses API events) for its span."""
 
     def __init__(self, call: ModelCall, api: str) -> None:
         self._call = call
         self._api = api
         self._model: str | None = None
         self._id: str | None = None
-        self._finish_reasons: list[str] = []
-        self._tools: list[str] = []
-        self._text: list[str] = []
+        self._choices: dict[int, _Choice] = {}
         self._usage: Any = None
         self._last: Any = None
         self._completed: Any = None
@@ -207,16 +224,20 @@ class _StreamAccumulator:
         self._usage = getattr(chunk, "usage", None) or self._usage
         self._last = chunk
         for choice in getattr(chunk, "choices", None) or []:
+            index = choice.index if isinstance(choice.index, int) else 0
+            state = self._choices.get(index)
+            if state is None:
+                state = self._choices[index] = _Choice()
             if choice.finish_reason:
-                self._finish_reasons.append(choice.finish_reason)
+                state.finish_reason = choice.finish_reason
             delta = choice.delta
             if delta is None:
                 continue
             if delta.content:
-                self._text.append(delta.content)
+                state.text.append(delta.content)
             for tool_call in delta.tool_calls or []:
                 if tool_call.function is not None and tool_call.function.name:
-                    self._tools.append(tool_call.function.name)
+                    state.tools.append(tool_call.function.name)
 
     def record(self) -> None:
         """Record the whole stream on the span (called once, as it ends)."""
@@ -227,12 +248,13 @@ class _StreamAccumulator:
         # OpenAI sends a stream's usage in the chunk asked for with include_usage; Groq, unasked, in the last
         # chunk's ``x_groq`` (read once here: an unknown attribute of a pydantic chunk is slow to look up).
         usage = self._usage or field(field(self._last, "x_groq"), "usage")
+        choices = [self._choices[index] for index in sorted(self._choices)]
         self._call.record_response(
             model=self._model,
             response_id=self._id,
-            finish_reasons=self._finish_reasons,
+            finish_reasons=[choice.finish_reason for choice in choices if choice.finish_reason],
             input_tokens=getattr(usage, "prompt_tokens", None),
             output_tokens=getattr(usage, "completion_tokens", None),
-            tool_calls=self._tools,
-            output_messages=[{"role": "assistant", "content": "".join(self._text)}],
+            tool_calls=[name for choice in choices for name in choice.tools],
+            output_messages=[{"role": "assistant", "content": "".join(choice.text)} for choice in choices],
         )
