@@ -28,7 +28,7 @@ from llama_index.core.tools import FunctionTool
 
 from agentsight import ConversationTracker
 from agentsight.dev import DevServer
-from agentsight.dev.local_llm import CHAT_USAGE, FakeLLMServer
+from agentsight.dev.local_llm import CHAT_CACHED_TOKENS, CHAT_USAGE, FakeLLMServer
 from agentsight.instrumentation import AgentSightCallbackHandler
 from agentsight.instrumentation.langchain import LangChainInstrumentor
 from agentsight.instrumentation.llama_index import LlamaIndexInstrumentor
@@ -99,10 +99,18 @@ def model_calls(detail: dict[str, Any]) -> list[str]:
     return [a["action_name"] for a in detail["actions"] if a["action_name"].startswith(("chat ", "text_completion "))]
 
 
-def chat_tokens(calls: int) -> dict[str, int]:
-    return {"prompt_tokens": calls * CHAT_USAGE["prompt_tokens"],
+def chat_tokens(calls: int, cached_apart: bool = False) -> dict[str, int]:
+    """The stored tokens of ``calls`` stand-in chat calls; ``cached_apart``: the ingest wire got them from our
+    client instrumentation, which reports the cached prompt tokens as their own category (as upstream does)."""
+    cached = calls * CHAT_CACHED_TOKENS if cached_apart else 0
+    return {"prompt_tokens": calls * CHAT_USAGE["prompt_tokens"] - cached,
             "completion_tokens": calls * CHAT_USAGE["completion_tokens"],
-            "total_tokens": calls * CHAT_USAGE["total_tokens"]}
+            "total_tokens": calls * CHAT_USAGE["total_tokens"] - cached, "cache_read_tokens": cached}
+
+
+def cached_apart(tracker: ConversationTracker, client_instrumented: bool = True) -> bool:
+    """Whether :func:`chat_tokens` has the cached prompt tokens apart for this tracker's wire."""
+    return client_instrumented and tracker.settings.protocol == "ingest"
 
 
 def weather_agent(fake: FakeLLMServer) -> RunnableLambda:
@@ -151,7 +159,8 @@ def test_langchain_agent_tools_tasks_and_tokens_once(
     assert all(a["started_at"] and a["ended_at"] and a["duration_ms"] is not None for a in detail["actions"]
                if a["action_name"] != "token_usage")
     assert model_calls(detail) == [MODEL_CALL, MODEL_CALL], "each model call once, with the explicit handler too"
-    assert {key: detail["tokens"][key] for key in chat_tokens(2)} == chat_tokens(2)
+    expected = chat_tokens(2, cached_apart(turn_tracker, client_instrumented))
+    assert {key: detail["tokens"][key] for key in expected} == expected
     assert [m["content"] for m in detail["messages"]] == ["Weather in Paris?", "Hello from the fake model"]
 
 
@@ -170,7 +179,8 @@ def test_langchain_async_and_batched_calls_count_once(fake: FakeLLMServer, api: 
     detail = stored_turn(api, turn_tracker)
     assert actions(detail) == [("get_weather", {"city": "Nice"}, "Sunny in Nice", None)]
     assert model_calls(detail) == [MODEL_CALL] * 4
-    assert {key: detail["tokens"][key] for key in chat_tokens(4)} == chat_tokens(4)
+    expected = chat_tokens(4, cached_apart(turn_tracker))
+    assert {key: detail["tokens"][key] for key in expected} == expected
 
 
 @pytest.mark.usefixtures("frameworks")
@@ -240,7 +250,8 @@ def test_llama_index_tools_and_tokens_once(
     provider = "openai" if client_instrumented else "unknown"
     assert model_calls(detail) == [f"{operation} {provider}/gpt-4o-mini-2024-07-18" for operation in
                                    (("chat", "chat") if client_instrumented else ("text_completion", "chat"))]
-    assert {key: detail["tokens"][key] for key in chat_tokens(2)} == chat_tokens(2)
+    expected = chat_tokens(2, cached_apart(turn_tracker, client_instrumented))
+    assert {key: detail["tokens"][key] for key in expected} == expected
 
 
 def test_handlers_import_nothing_until_used(tmp_path: Path, api: DevServer) -> None:
@@ -270,4 +281,7 @@ def test_example_agent_langchain_runs() -> None:
     assert 'action {"action_name": "get_weather", "tools_used": {"city": "Paris"}, ' \
            '"response": "Sunny and 24 degrees in Paris"}' in done.stdout
     assert done.stdout.count(f'"action_name": "{MODEL_CALL}"') == 2
-    assert '"prompt_tokens": 22, "completion_tokens": 14' in done.stdout
+    tokens = chat_tokens(2, cached_apart=True)  # the example sends over the ingest wire
+    prompt, completion = tokens["prompt_tokens"], tokens["completion_tokens"]
+    assert f'"prompt_tokens": {prompt}, "completion_tokens": {completion}' in done.stdout
+    assert f'"cache_read_tokens": {tokens["cache_read_tokens"]}' in done.stdout

@@ -20,7 +20,7 @@ import pytest
 from agentsight import ConversationTracker
 from agentsight.config import DeliverySettings
 from agentsight.dev import CannedResponse, DevServer
-from agentsight.dev.local_llm import FakeLLMServer
+from agentsight.dev.local_llm import CHAT_CACHED_TOKENS, CHAT_REASONING_TOKENS, CHAT_USAGE, FakeLLMServer
 from agentsight.exceptions import ConfigurationError
 from agentsight.instrumentation.openai import OpenAIInstrumentor
 from tests.conftest import API_KEY, QUICK_RETRIES, instrumented
@@ -284,11 +284,6 @@ def test_a_seed_turn_means_the_same_on_both_wires(make_tracker: Callable[..., Co
     assert stats["tokens"]["prompt_tokens"] == 110 and stats["tokens"]["embedding_tokens"] == 3
 
 
-LLM_KEYS_NOT_YET_RECORDED = {"agentsight.llm.cache_read_tokens", "agentsight.llm.reasoning_tokens",
-                             "agentsight.llm.streaming"}
-"""Upstream records these from the provider's usage details; our instrumentation does not read them yet."""
-
-
 def test_model_calls_are_llm_spans_shaped_as_upstreams(
     api: DevServer, make_tracker: Callable[..., ConversationTracker], fake: FakeLLMServer
 ) -> None:
@@ -308,7 +303,7 @@ def test_model_calls_are_llm_spans_shaped_as_upstreams(
     def llm_spans(documents: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         spans = [span for document in documents for block in document["conversations"] for span in block["spans"]]
         return [(span["name"], span["parent_span_id"] is not None, span["otel"]["span_kind"],
-                 sorted(set(span["attributes"]) - LLM_KEYS_NOT_YET_RECORDED))
+                 sorted(span["attributes"]))
                 for span in spans if span["kind"] == "llm"]
 
     ours, theirs = llm_spans(ingest_documents(api)), llm_spans(golden_documents("llm_call"))
@@ -320,3 +315,12 @@ def test_model_calls_are_llm_spans_shaped_as_upstreams(
     assert all(u["gen_ai.usage.input_tokens"] > 0 and u["gen_ai.usage.output_tokens"] > 0 for u in usage)
     assert not any(span["name"] == "token_usage" for request in api.accepted("/api/ingest/")
                    for block in request.body["conversations"] for span in block["spans"]), "not counted twice"
+    uncached = CHAT_USAGE["prompt_tokens"] - CHAT_CACHED_TOKENS
+    assert [(u["gen_ai.usage.input_tokens"], u["agentsight.llm.cache_read_tokens"],
+             u["agentsight.llm.reasoning_tokens"], u.get("agentsight.llm.streaming")) for u in usage] == [
+        (uncached, CHAT_CACHED_TOKENS, CHAT_REASONING_TOKENS, None),
+        (uncached, CHAT_CACHED_TOKENS, CHAT_REASONING_TOKENS, True)], "cached tokens priced apart, as upstream's"
+    tokens = api.store.stats()["tokens"]
+    assert (tokens["prompt_tokens"], tokens["completion_tokens"], tokens["cache_read_tokens"],
+            tokens["reasoning_tokens"]) == (2 * uncached, 2 * CHAT_USAGE["completion_tokens"], 2 * CHAT_CACHED_TOKENS,
+                                            2 * CHAT_REASONING_TOKENS), "the dev dashboard's /api/stats/ totals"

@@ -115,6 +115,8 @@ def test_cached_input_tokens_count_as_input(
     for span in finished:
         assert span.attributes["gen_ai.usage.input_tokens"] == 123
         assert span.attributes["gen_ai.usage.output_tokens"] == 4
+        assert span.attributes["gen_ai.usage.cache_read.input_tokens"] == 100, "and reported apart"
+        assert span.attributes["gen_ai.usage.cache_creation.input_tokens"] == 20
         assert span.attributes["gen_ai.response.id"] == "msg_cached"
 
 
@@ -155,6 +157,7 @@ def test_stream_span_lasts_as_long_as_the_stream(spans: InMemorySpanExporter, cl
     span = _only(spans)
     _assert_answer(span)
     assert span.attributes["gen_ai.request.max_tokens"] == 64
+    assert span.attributes["agentsight.llm.streaming"] is True
 
 
 def test_async_stream_with_tools(spans: InMemorySpanExporter, run_async: RunAsync) -> None:
@@ -178,6 +181,7 @@ def test_stream_helper(spans: InMemorySpanExporter, client: anthropic.Anthropic,
         assert spans.get_finished_spans() != (), "the span ends with the stream, before the with block does"
     span = _only(spans)
     assert span.name == f"chat {MODEL}" and span.kind is SpanKind.CLIENT
+    assert span.attributes["agentsight.llm.streaming"] is True
     _assert_answer(span)
     with client.messages.stream(**REQUEST, tools=TOOLS) as stream:
         assert stream.get_final_message().content[0].input == TOOL_INPUT

@@ -13,14 +13,16 @@ from pathlib import Path
 import openai
 import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agentsight import ConversationTracker
 from agentsight.dev import DevServer
-from agentsight.dev.local_llm import FakeLLMServer
+from agentsight.dev.local_llm import CHAT_CACHED_TOKENS, CHAT_REASONING_TOKENS, FakeLLMServer
 from agentsight.instrumentation.openai import SURFACES, OpenAIInstrumentor
+from agentsight.spans.attribution import ModelCallAttribution
 from tests.conftest import API_KEY, bodies, instrumented, run_script, wrapper_layers
 
 MESSAGES = [{"role": "user", "content": "Where is my order?"}]
@@ -64,7 +66,8 @@ def test_chat_create_span(spans: InMemorySpanExporter, client: openai.OpenAI, fa
         "gen_ai.request.seed": 7, "server.address": "127.0.0.1", "server.port": port,
         "gen_ai.response.model": "gpt-4o-mini-2024-07-18", "gen_ai.response.id": "chatcmpl-fake-1",
         "gen_ai.response.finish_reasons": ("stop",), "gen_ai.usage.input_tokens": 11,
-        "gen_ai.usage.output_tokens": 7,
+        "gen_ai.usage.output_tokens": 7, "gen_ai.usage.cache_read.input_tokens": CHAT_CACHED_TOKENS,
+        "gen_ai.usage.reasoning.output_tokens": CHAT_REASONING_TOKENS,
     }
     assert "gen_ai.input.messages" not in span.attributes, "no content without opting in"
 
@@ -101,7 +104,10 @@ def test_stream_usage_from_the_chunk_that_carries_it(spans: InMemorySpanExporter
     assert text == "Hello from the fake model"
     span = _only(spans)
     assert span.attributes["gen_ai.usage.input_tokens"] == 11 and span.attributes["gen_ai.usage.output_tokens"] == 7
+    assert span.attributes["gen_ai.usage.cache_read.input_tokens"] == CHAT_CACHED_TOKENS
+    assert span.attributes["gen_ai.usage.reasoning.output_tokens"] == CHAT_REASONING_TOKENS
     assert span.attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert span.attributes["agentsight.llm.streaming"] is True
 
 
 def test_async_stream_and_stream_helper(spans: InMemorySpanExporter, async_client: openai.AsyncOpenAI,
@@ -133,6 +139,22 @@ def test_responses_api_create_and_stream(spans: InMemorySpanExporter, client: op
         assert span.attributes["gen_ai.usage.output_tokens"] == 8
         assert span.attributes["gen_ai.response.id"].startswith("resp_fake_")
     assert created.attributes["gen_ai.request.max_tokens"] == 30
+
+
+def test_responses_api_cache_and_reasoning_tokens(
+    spans: InMemorySpanExporter, client: openai.OpenAI, fake: FakeLLMServer
+) -> None:
+    usage = {"input_tokens": 30, "input_tokens_details": {"cached_tokens": 20}, "output_tokens": 9,
+             "output_tokens_details": {"reasoning_tokens": 6}, "total_tokens": 39}
+    fake.fail_next(200, body={"id": "resp_cached", "object": "response", "created_at": 0, "model": "gpt-4.1",
+                              "status": "completed", "output": [], "parallel_tool_calls": True, "tool_choice": "auto",
+                              "tools": [], "usage": usage})
+    client.responses.create(model="gpt-4.1", input="hi")
+    attributes = _only(spans).attributes
+    assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (30, 9)
+    assert attributes["gen_ai.usage.cache_read.input_tokens"] == 20
+    assert attributes["gen_ai.usage.reasoning.output_tokens"] == 6
+    assert "agentsight.llm.streaming" not in attributes
 
 
 def test_with_raw_response_keeps_headers_and_parse(spans: InMemorySpanExporter, client: openai.OpenAI) -> None:
@@ -229,6 +251,8 @@ def test_calls_in_a_turn_count_in_it(
     spans: InMemorySpanExporter, client: openai.OpenAI, fake: FakeLLMServer, api: DevServer,
     tracker: ConversationTracker,
 ) -> None:
+    turn_spans = InMemorySpanExporter()
+    tracker._provider.add_span_processor(SimpleSpanProcessor(turn_spans))
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     tracker.get_or_create_conversation("conv-llm")
     tracker.track_question("Where is my order?")
@@ -254,9 +278,34 @@ def test_calls_in_a_turn_count_in_it(
         "embeddings openai/text-embedding-3-small-2024-07-18", "chat openai/gpt-4o-mini"]
     assert calls[0]["tools_used"] == {"requested": ["get_order"]}
     assert calls[0]["metadata"]["provider"] == "openai" and calls[0]["metadata"]["input_tokens"] == 11
+    details = {"cache_read_tokens": CHAT_CACHED_TOKENS, "reasoning_tokens": CHAT_REASONING_TOKENS}
+    assert calls[0]["metadata"].items() >= details.items() and "streaming" not in calls[0]["metadata"]
+    assert calls[1]["metadata"].items() >= {**details, "streaming": True}.items()
     assert all({"started_at", "ended_at", "duration_ms"} <= set(call) for call in calls)
     assert "error_msg" in calls[3] and "error_msg" not in calls[0]
-    assert len(spans.get_finished_spans()) == 1, "only the call outside the turn went to the app's provider"
+    (outside,) = spans.get_finished_spans()
+    assert "gen_ai.conversation.id" not in outside.attributes, "only the call outside the turn went to the app's"
+    model_calls = [span for span in turn_spans.get_finished_spans() if "gen_ai.operation.name" in span.attributes]
+    assert len(model_calls) == 4
+    assert {span.attributes["gen_ai.conversation.id"] for span in model_calls} == {"conv-llm"}
+
+
+def test_a_conversation_id_the_call_names_itself_is_kept(tracker: ConversationTracker) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(ModelCallAttribution())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("peer")
+    tracker.get_or_create_conversation("conv-own")
+    tracker.track_question("Where is my order?")
+    named_one = {"gen_ai.operation.name": "chat", "gen_ai.conversation.id": "thread-9"}
+    tracer.start_span("chat a", attributes=named_one).end()
+    tracer.start_span("chat b", attributes={"gen_ai.operation.name": "chat"}).end()
+    tracker.send_tracked_data()
+    named, unnamed = exporter.get_finished_spans()
+    assert named.attributes["gen_ai.conversation.id"] == "thread-9", "e.g. the provider's own conversation"
+    assert unnamed.attributes["gen_ai.conversation.id"] == "conv-own"
+    assert {span.attributes["agentsight.conversation.id"] for span in (named, unnamed)} == {"conv-own"}
 
 
 @pytest.mark.usefixtures("rest_wire")  # reads the model calls as REST actions

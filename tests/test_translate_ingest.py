@@ -128,6 +128,23 @@ def test_model_call_becomes_its_own_llm_span_and_is_not_summed_again() -> None:
     assert llm["duration_ms"] == 1.0
 
 
+def test_model_call_cache_and_reasoning_tokens_are_priced_apart_as_upstream_does() -> None:
+    metadata = {"provider": "openai", "operation": "chat", "request_model": "gpt-4o-mini", "input_tokens": 42,
+                "output_tokens": 12, "cache_read_tokens": 10, "cache_write_tokens": 3, "reasoning_tokens": 4,
+                "streaming": True}
+    call = {sc.ACTION_NAME: "chat openai/gpt-4o-mini", sc.METADATA: json.dumps(metadata),
+            sc.MODEL_CALL_SPAN_ID: "abcdefabcdefabcd"}
+    turn = ingest.translate(_span([Event(sc.ACTION_EVENT, call, START + 10)]))
+    assert turn is not None
+    (llm,) = _by_kind(turn)["llm"]
+    attributes = llm["attributes"]
+    assert attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] == 29, "42 input tokens less the 13 the cache read or wrote"
+    assert attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 12, "reasoning stays part of the output"
+    assert (attributes[sc.LLM_CACHE_READ_TOKENS], attributes[sc.LLM_CACHE_WRITE_TOKENS],
+            attributes[sc.LLM_REASONING_TOKENS]) == (10, 3, 4)
+    assert attributes[sc.LLM_STREAMING] is True
+
+
 def test_failed_action_and_raised_turn() -> None:
     events = [Event(sc.ACTION_EVENT, {sc.ACTION_NAME: "refund", sc.ACTION_ERROR_MSG: "boom"}, START + 10)]
     turn = ingest.translate(_span(events, status=Status(StatusCode.ERROR, "RuntimeError")))

@@ -51,6 +51,8 @@ from agentsight.serving import serve_in_background, stop_serving, write_response
 __all__ = [
     "ANTHROPIC_MODEL_SUFFIX",
     "ANTHROPIC_USAGE",
+    "CHAT_CACHED_TOKENS",
+    "CHAT_REASONING_TOKENS",
     "CHAT_USAGE",
     "EMBEDDING_USAGE",
     "MISTRAL_EMBEDDING_USAGE",
@@ -82,6 +84,12 @@ TOOL_ARGUMENTS = json.dumps(TOOL_INPUT)
 
 CHAT_USAGE: dict[str, int] = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 """Token usage of every chat completion."""
+
+CHAT_CACHED_TOKENS = 4
+"""Of an OpenAI chat completion's prompt tokens, those read from the prompt cache (Groq's report none)."""
+
+CHAT_REASONING_TOKENS = 2
+"""Of an OpenAI chat completion's completion tokens, those spent reasoning (Groq's report none)."""
 
 EMBEDDING_USAGE: dict[str, int] = {"prompt_tokens": 5, "total_tokens": 5}
 """Token usage of every embeddings request, however many inputs it has."""
@@ -389,9 +397,9 @@ class FakeLLMServer:
         call_id = f"call_fake_{number}"
         usage = {
             **CHAT_USAGE,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": 0 if groq else CHAT_CACHED_TOKENS, "audio_tokens": 0},
             "completion_tokens_details": {
-                "reasoning_tokens": 0,
+                "reasoning_tokens": 0 if groq else CHAT_REASONING_TOKENS,
                 "audio_tokens": 0,
                 "accepted_prediction_tokens": 0,
                 "rejected_prediction_tokens": 0,

@@ -263,16 +263,20 @@ class _Family:
             own[sc.GEN_AI_REQUEST_MODEL] = resolved
         if requested and requested != resolved:
             own[sc.LLM_REQUESTED_MODEL] = requested
+        cached = int(call.get("cache_read_tokens") or 0) + int(call.get("cache_write_tokens") or 0)
         if operation == sc.OPERATION_EMBEDDINGS:
             own[sc.LLM_EMBEDDING_TOKENS] = int(call.get("input_tokens") or 0)
         else:
-            own[sc.GEN_AI_USAGE_INPUT_TOKENS] = int(call.get("input_tokens") or 0)
+            # Upstream's input count leaves out the cache's tokens, which are priced apart (Anthropic's own way).
+            own[sc.GEN_AI_USAGE_INPUT_TOKENS] = max(0, int(call.get("input_tokens") or 0) - cached)
             own[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = int(call.get("output_tokens") or 0)
         for key, attribute in (("cache_read_tokens", sc.LLM_CACHE_READ_TOKENS),
                                ("cache_write_tokens", sc.LLM_CACHE_WRITE_TOKENS),
                                ("reasoning_tokens", sc.LLM_REASONING_TOKENS)):
             if call.get(key):
                 own[attribute] = int(call[key])
+        if call.get("streaming"):
+            own[sc.LLM_STREAMING] = True
         error = attributes.get(sc.ACTION_ERROR_MSG)
         if error:
             own[sc.LLM_ERROR] = error

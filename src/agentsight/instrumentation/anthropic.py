@@ -89,7 +89,8 @@ def _wrapper(tracer: trace.Tracer, method: str, is_async: bool) -> Callable[...,
     if method == _STREAM:
 
         def stream_helper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            return _MessageStreamManager(wrapped(*args, **kwargs), partial(_start, tracer, instance, kwargs))
+            return _MessageStreamManager(wrapped(*args, **kwargs),
+                                         partial(_start, tracer, instance, kwargs, streaming=True))
 
         return stream_helper
 
@@ -108,12 +109,18 @@ def _wrapper(tracer: trace.Tracer, method: str, is_async: bool) -> Callable[...,
     return model_call_wrapper(partial(_start, tracer), finish, is_async)
 
 
-def _start(tracer: trace.Tracer, instance: Any, kwargs: Mapping[str, Any]) -> ModelCall | None:
-    """Open the call's span (``None`` when suppressed), described by the request as the client will send it."""
+def _start(
+    tracer: trace.Tracer, instance: Any, kwargs: Mapping[str, Any], streaming: bool = False
+) -> ModelCall | None:
+    """Open the call's span (``None`` when suppressed), described by the request as the client will send it.
+
+    ``streaming`` marks the ``stream()`` helper's call; ``create(stream=True)`` says so in its arguments.
+    """
     extra_body = kwargs.get("extra_body")
     params = {**kwargs, **extra_body} if isinstance(extra_body, Mapping) else kwargs
     model = params.get("model")
     request = {
+        sc.LLM_STREAMING: True if streaming or params.get("stream") is True else None,
         sc.GEN_AI_REQUEST_MAX_TOKENS: attribute_value(params.get("max_tokens")),
         sc.GEN_AI_REQUEST_TEMPERATURE: attribute_value(params.get("temperature")),
         sc.GEN_AI_REQUEST_TOP_P: attribute_value(params.get("top_p")),
@@ -161,6 +168,8 @@ def _describe(call: ModelCall, message: Any) -> None:
         finish_reasons=[stop_reason] if stop_reason else [],
         input_tokens=input_tokens if isinstance(input_tokens, int) else None,
         output_tokens=field(usage, "output_tokens"),
+        cache_read_tokens=field(usage, "cache_read_input_tokens"),
+        cache_write_tokens=field(usage, "cache_creation_input_tokens"),
         tool_calls=[name for name in tools if isinstance(name, str)],
         output_messages=[{"role": "assistant", "content": content}],
     )

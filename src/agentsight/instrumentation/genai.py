@@ -63,16 +63,27 @@ class ModelCall:
         finish_reasons: Sequence[str] = (),
         input_tokens: int | None = None,
         output_tokens: int | None = None,
+        cache_read_tokens: Any = None,
+        cache_write_tokens: Any = None,
+        reasoning_tokens: Any = None,
         tool_calls: Sequence[str] = (),
         output_messages: Any = None,
     ) -> None:
-        """Set the response attributes that are known (``None`` and empty values are skipped)."""
+        """Set the response attributes that are known (``None`` and empty values are skipped).
+
+        ``input_tokens`` counts every input token, cached ones included, and ``output_tokens`` every output
+        token, reasoning included (as the GenAI conventions say); the cache and reasoning counts are recorded
+        apart too, when the provider reports a positive number.
+        """
         values = {
             sc.GEN_AI_RESPONSE_MODEL: model,
             sc.GEN_AI_RESPONSE_ID: response_id,
             sc.GEN_AI_RESPONSE_FINISH_REASONS: list(finish_reasons) or None,
             sc.GEN_AI_USAGE_INPUT_TOKENS: input_tokens,
             sc.GEN_AI_USAGE_OUTPUT_TOKENS: output_tokens,
+            sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: _positive(cache_read_tokens),
+            sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: _positive(cache_write_tokens),
+            sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: _positive(reasoning_tokens),
             sc.GEN_AI_TOOL_CALLS: list(tool_calls) or None,
         }
         if output_messages is not None and capture_content():
@@ -95,6 +106,11 @@ class ModelCall:
                 return
             self._ended = True
         self.span.end()
+
+
+def _positive(count: Any) -> int | None:
+    """``count`` when it is a positive whole number (a token count worth recording), else ``None``."""
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else None
 
 
 def start_model_call(

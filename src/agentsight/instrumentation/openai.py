@@ -133,6 +133,7 @@ def _request_attributes(kwargs: Mapping[str, Any], api: str) -> dict[str, Any]:
     max_tokens = next((kwargs[key] for key in ("max_tokens", "max_completion_tokens", "max_output_tokens")
                        if attribute_value(kwargs.get(key)) is not None), None)
     return {
+        sc.LLM_STREAMING: True if kwargs.get("stream") is True else None,
         sc.GEN_AI_REQUEST_MAX_TOKENS: max_tokens,
         sc.GEN_AI_REQUEST_TEMPERATURE: attribute_value(kwargs.get("temperature")),
         sc.GEN_AI_REQUEST_TOP_P: attribute_value(kwargs.get("top_p")),
@@ -164,6 +165,7 @@ def _describe(call: ModelCall, response: Any, api: str) -> None:
             finish_reasons=[choice.finish_reason for choice in choices if getattr(choice, "finish_reason", None)],
             input_tokens=getattr(usage, "prompt_tokens", None),
             output_tokens=getattr(usage, "completion_tokens", None),
+            **_token_details(usage, _CHAT),
             tool_calls=[call_.function.name for message in messages
                         for call_ in (getattr(message, "tool_calls", None) or []) if hasattr(call_, "function")],
             output_messages=[_dump(message) for message in messages],
@@ -176,12 +178,26 @@ def _describe(call: ModelCall, response: Any, api: str) -> None:
             finish_reasons=[response.status] if getattr(response, "status", None) else [],
             input_tokens=getattr(usage, "input_tokens", None),
             output_tokens=getattr(usage, "output_tokens", None),
+            **_token_details(usage, _RESPONSES),
             tool_calls=[item.name for item in output if getattr(item, "type", None) == "function_call"],
             output_messages=[_dump(item) for item in output],
         )
     else:
         call.record_response(model=getattr(response, "model", None),
                              input_tokens=getattr(usage, "prompt_tokens", None))
+
+
+def _token_details(usage: Any, api: str) -> dict[str, Any]:
+    """The cache and reasoning counts in a chat or Responses API usage (an object or a mapping).
+
+    ``cache_write_tokens`` is not in OpenAI's own usage; some OpenAI-compatible APIs report it there.
+    """
+    inputs, outputs = ((field(usage, "prompt_tokens_details"), field(usage, "completion_tokens_details"))
+                       if api == _CHAT else
+                       (field(usage, "input_tokens_details"), field(usage, "output_tokens_details")))
+    return {"cache_read_tokens": field(inputs, "cached_tokens"),
+            "cache_write_tokens": field(inputs, "cache_write_tokens"),
+            "reasoning_tokens": field(outputs, "reasoning_tokens")}
 
 
 def _dump(item: Any) -> Any:
@@ -255,6 +271,7 @@ class _StreamAccumulator:
             finish_reasons=[choice.finish_reason for choice in choices if choice.finish_reason],
             input_tokens=getattr(usage, "prompt_tokens", None),
             output_tokens=getattr(usage, "completion_tokens", None),
+            **_token_details(usage, _CHAT),
             tool_calls=[name for choice in choices for name in choice.tools],
             output_messages=[{"role": "assistant", "content": "".join(choice.text)} for choice in choices],
         )

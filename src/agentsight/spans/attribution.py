@@ -54,6 +54,8 @@ class ModelCallAttribution(SpanProcessor):
             return
         # Marks the call as accounted for by this turn, for an OTLP receiver of it (the bridge).
         span.set_attribute(sc.CONVERSATION_ID, turn.conversation_id)
+        if sc.GEN_AI_CONVERSATION_ID not in span.attributes:  # type: ignore[operator]
+            span.set_attribute(sc.GEN_AI_CONVERSATION_ID, turn.conversation_id)
         if is_model_call(getattr(trace.get_current_span(parent_context), "attributes", None)):
             return
         with self._lock:
@@ -116,11 +118,21 @@ def model_call_usage(span: Any) -> dict[str, int]:
             "total_tokens": input_tokens + output_tokens}
 
 
+_TOKEN_DETAILS: tuple[tuple[str, str], ...] = (
+    ("cache_read_tokens", sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
+    ("cache_write_tokens", sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS),
+    ("reasoning_tokens", sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
+)
+"""(action metadata key, GenAI span attribute) of the counts that are part of the input or output tokens."""
+
+
 def model_call_action(span: Any, span_id: str) -> dict[str, Any]:
     """Attributes of the action event describing a finished GenAI span (``span_id`` in hex).
 
     Takes an SDK span or a span received over OTLP: both have ``attributes``, times and ``status``.
-    The span id lets a receiver of the turn tell which model calls it already holds.
+    The span id lets a receiver of the turn tell which model calls it already holds. The metadata's
+    ``input_tokens`` / ``output_tokens`` are the span's (cached and reasoning tokens included); the
+    cache and reasoning counts, and ``streaming``, are added when the span has them.
     """
     attributes = span.attributes or {}
     operation = str(attributes.get(sc.GEN_AI_OPERATION_NAME))
@@ -137,6 +149,12 @@ def model_call_action(span: Any, span_id: str) -> dict[str, Any]:
         "input_tokens": int(attributes.get(sc.GEN_AI_USAGE_INPUT_TOKENS, 0) or 0),
         "output_tokens": int(attributes.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS, 0) or 0),
     }
+    for key, attribute in _TOKEN_DETAILS:
+        count = int(attributes.get(attribute, 0) or 0)
+        if count:
+            metadata[key] = count
+    if attributes.get(sc.LLM_STREAMING):
+        metadata["streaming"] = True
     if hint:
         metadata["model_hint"] = hint
     action: dict[str, Any] = {
