@@ -158,7 +158,7 @@ def test_projection_into_the_store(client: httpx.Client) -> None:
     (descriptor,) = [item for item in conversation["timeline"] if item["kind"] == "attachments"]
     assert descriptor["files"] == [{"filename": "receipt.txt", "mime_type": "text/plain", "size": 14}]
     assert conversation["attachments"] == [], "descriptors only: the bytes arrive on /api/attachments/"
-    tokens = {"prompt_tokens": 37, "completion_tokens": 12, "total_tokens": 49, "embedding_tokens": 7,
+    tokens = {"prompt_tokens": 37, "completion_tokens": 12, "total_tokens": 62, "embedding_tokens": 7,
               "cache_read_tokens": 10, "cache_write_tokens": 3, "reasoning_tokens": 4}
     assert conversation["tokens"] == tokens, "the incomplete turn's model call counts too"
     stamps = [item["timestamp"] for item in conversation["timeline"]]

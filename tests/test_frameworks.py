@@ -105,7 +105,7 @@ def chat_tokens(calls: int, cached_apart: bool = False) -> dict[str, int]:
     cached = calls * CHAT_CACHED_TOKENS if cached_apart else 0
     return {"prompt_tokens": calls * CHAT_USAGE["prompt_tokens"] - cached,
             "completion_tokens": calls * CHAT_USAGE["completion_tokens"],
-            "total_tokens": calls * CHAT_USAGE["total_tokens"] - cached, "cache_read_tokens": cached}
+            "total_tokens": calls * CHAT_USAGE["total_tokens"], "cache_read_tokens": cached}
 
 
 def cached_apart(tracker: ConversationTracker, client_instrumented: bool = True) -> bool:

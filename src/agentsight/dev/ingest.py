@@ -156,8 +156,10 @@ def _llm(writer: StoreWriter, conversation: int, conversation_id: str, span: Ing
     system = _text(attributes.get("gen_ai.system") or attributes.get("gen_ai.provider.name")) or "unknown"
     model = _text(attributes.get("gen_ai.request.model") or attributes.get("gen_ai.response.model")) or span.name
     usage = {key: count(attributes.get(attribute)) for key, attribute in LLM_USAGE.items()}
-    usage["total_tokens"] = max(usage["prompt_tokens"] + usage["completion_tokens"],
-                                count(attributes.get("agentsight.llm.total_tokens")))
+    # Ingest's input tokens leave out cache reads and writes (upstream 0.1.x's rule): the total adds them back.
+    billed = sum(usage[key] for key in ("prompt_tokens", "completion_tokens", "cache_read_tokens",
+                                        "cache_write_tokens"))
+    usage["total_tokens"] = max(billed, count(attributes.get("agentsight.llm.total_tokens")))
     if span.name == TOKEN_USAGE_ACTION and "gen_ai.request.model" not in attributes:
         # The sums of the seed API's track_token_usage(): shown as the REST wire's token_usage action is.
         _action(writer, conversation, conversation_id, span, TOKEN_USAGE_ACTION, error=None, usage=usage,
