@@ -85,7 +85,7 @@ def main() -> None:
         worker(args.batches)
         return
     sys.path.insert(0, str(BENCH))
-    from wan import upstream_python
+    from upstream import upstream_python
 
     pythons = {"ours": Path(sys.executable), "upstream 0.1.4": upstream_python(BENCH / ".upstream-0.1.4-venv", "0.1.4")}
     runs: dict[str, list[dict[str, object]]] = {name: [] for name in pythons}

@@ -29,6 +29,7 @@ from typing import Any
 
 import agentsight
 from agentsight.dev import DevServer
+from upstream import clean_environment, upstream_python
 
 BENCH = Path(__file__).resolve().parent
 WORKLOAD = BENCH / "workload.py"
@@ -110,32 +111,15 @@ class Row:
         return f"| {self.measurement} | {self.ours} | {self.upstream} | {self.ratio} | {self.goal} | {result} |"
 
 
-def upstream_version(python: Path) -> str | None:
-    """The upstream SDK's version installed for ``python``, or ``None`` when there is none."""
-    if not python.exists():
-        return None
-    probe = "from importlib.metadata import version; print(version('agentsight'))"
-    completed = subprocess.run([str(python), "-I", "-c", probe], capture_output=True, text=True)
-    return completed.stdout.strip() if completed.returncode == 0 else None
-
-
 def upstream_side() -> Side:
     """The scratch venv with the upstream SDK, created and installed first when needed."""
-    python = UPSTREAM_VENV / "bin" / "python"
-    if upstream_version(python) != UPSTREAM_VERSION:
-        print(f"Installing agentsight=={UPSTREAM_VERSION} into {UPSTREAM_VENV} ...", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(UPSTREAM_VENV)], check=True)
-        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, f"agentsight=={UPSTREAM_VERSION}"], check=True)
-    return Side("upstream", python, UPSTREAM_VENV)
+    return Side("upstream", upstream_python(UPSTREAM_VENV, UPSTREAM_VERSION), UPSTREAM_VENV)
 
 
 def run_worker(side: Side, workload: str, endpoint: str, **params: Any) -> dict[str, Any]:
     """Run one workload in a fresh interpreter of ``side``; its stderr (the SDK's log) goes to /dev/null."""
     print(f"  {workload} {json.dumps(params)} ({side.name})", file=sys.stderr, flush=True)
-    environment = {key: value for key, value in os.environ.items() if not key.startswith(("AGENTSIGHT_", "OTEL_"))}
-    if side.protocol is not None:
-        environment["AGENTSIGHT_PROTOCOL"] = side.protocol
+    environment = clean_environment({"AGENTSIGHT_PROTOCOL": side.protocol} if side.protocol else None)
     completed = subprocess.run(
         [str(side.python), "-I", str(WORKLOAD), workload, endpoint, json.dumps(params)],
         stdout=subprocess.PIPE,

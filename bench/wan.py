@@ -29,6 +29,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
+from upstream import clean_environment, upstream_python
+
 BENCH = Path(__file__).resolve().parent
 WORKLOAD = BENCH / "wan_workload.py"
 RESULTS = BENCH / "RESULTS_WAN.md"
@@ -120,7 +122,8 @@ class ServerProcess:
 
     def __init__(self, latency: float) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-I", str(Path(__file__).resolve()), "--serve", "--latency", str(latency)],
+            # -E -s rather than -I: the script's folder (bench/upstream.py) stays importable.
+            [sys.executable, "-E", "-s", str(Path(__file__).resolve()), "--serve", "--latency", str(latency)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=clean_environment(),
         )
         self.url: str = json.loads(self._stdout().readline())["url"]
@@ -168,33 +171,6 @@ class ServerProcess:
 
 
 # --- the SDKs --------------------------------------------------------------------------------------------
-
-
-def clean_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This environment without any ``AGENTSIGHT_*`` or ``OTEL_*`` setting, plus ``extra``."""
-    environment = {key: value for key, value in os.environ.items() if not key.startswith(("AGENTSIGHT_", "OTEL_"))}
-    return {**environment, **(extra or {})}
-
-
-def installed_version(python: Path) -> str | None:
-    """The ``agentsight`` version installed for ``python``, or ``None`` when there is none."""
-    if not python.exists():
-        return None
-    probe = "from importlib.metadata import version; print(version('agentsight'))"
-    completed = subprocess.run([str(python), "-I", "-c", probe], capture_output=True, text=True)
-    return completed.stdout.strip() if completed.returncode == 0 else None
-
-
-def upstream_python(venv: Path, version: str) -> Path:
-    """The interpreter of a scratch venv holding ``agentsight==version``, created and installed when needed."""
-    python = venv / "bin" / "python"
-    if installed_version(python) != version:
-        print(f"Installing agentsight=={version} into {venv} ...", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, f"agentsight=={version}"], check=True)
-        (venv / ".gitignore").write_text("*\n", encoding="utf-8")  # a scratch venv: never committed
-    return python
 
 
 def sdks() -> list[Sdk]:
