@@ -25,7 +25,6 @@ from wrapt import wrap_function_wrapper
 
 from agentsight.instrumentation.genai import (
     ModelCall,
-    StreamWrapper,
     attribute_value,
     field,
     is_raw_response,
@@ -34,6 +33,7 @@ from agentsight.instrumentation.genai import (
     server_attributes,
     start_model_call,
 )
+from agentsight.instrumentation.streams import StreamWrapper
 from agentsight.spans import semconv as sc
 
 PROVIDER = "anthropic"

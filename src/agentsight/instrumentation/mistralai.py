@@ -20,7 +20,6 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from agentsight.instrumentation.genai import (
     ModelCall,
-    StreamWrapper,
     attribute_value,
     field,
     start_model_call,
@@ -28,6 +27,7 @@ from agentsight.instrumentation.genai import (
     unwrap_method,
     wrap_method,
 )
+from agentsight.instrumentation.streams import StreamWrapper
 from agentsight.spans import semconv as sc
 
 PROVIDER = "mistral_ai"

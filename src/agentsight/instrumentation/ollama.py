@@ -21,7 +21,6 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from agentsight.instrumentation.genai import (
     ModelCall,
-    StreamWrapper,
     attribute_value,
     field,
     server_attributes,
@@ -29,6 +28,7 @@ from agentsight.instrumentation.genai import (
     unwrap_method,
     wrap_method,
 )
+from agentsight.instrumentation.streams import StreamWrapper
 from agentsight.spans import semconv as sc
 
 PROVIDER = "ollama"

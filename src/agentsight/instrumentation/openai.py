@@ -19,7 +19,6 @@ from wrapt import wrap_function_wrapper
 
 from agentsight.instrumentation.genai import (
     ModelCall,
-    StreamWrapper,
     attribute_value,
     field,
     is_raw_response,
@@ -28,6 +27,7 @@ from agentsight.instrumentation.genai import (
     start_model_call,
     text_list,
 )
+from agentsight.instrumentation.streams import StreamWrapper
 from agentsight.spans import semconv as sc
 
 # Hosts of OpenAI-compatible APIs whose provider name is known (GenAI semantic convention values).
