@@ -46,6 +46,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from agentsight.dev.llm_wire import TOOL_ARGUMENTS, TOOL_INPUT, Phase, split_reply
+from agentsight.dev.llm_wire import data_frame as _data_frame
+from agentsight.dev.llm_wire import dumps as _dumps
+from agentsight.dev.llm_wire import event_frame as _event_frame
 from agentsight.serving import serve_in_background, stop_serving, write_response
 
 __all__ = [
@@ -75,12 +79,6 @@ __all__ = [
 
 REPLY_TEXT = "Hello from the fake model"
 """The default reply text, streamed or not."""
-
-TOOL_INPUT: dict[str, Any] = {"city": "Paris"}
-"""The arguments of every tool call the fake model makes."""
-
-TOOL_ARGUMENTS = json.dumps(TOOL_INPUT)
-""":data:`TOOL_INPUT` as the JSON string OpenAI sends: ``{"city": "Paris"}``."""
 
 CHAT_USAGE: dict[str, int] = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 """Token usage of every chat completion."""
@@ -151,9 +149,6 @@ _ANTHROPIC_ERROR_TYPES = {
     529: "overloaded_error",
 }
 
-Phase = Literal["pre", "delta", "post"]
-"""Where an SSE frame (or NDJSON line) sits in a stream: before the content deltas, one of them, or after them."""
-
 Provider = Literal["openai", "anthropic", "mistral", "ollama"]
 """Whose conventions an answer follows (its model name; for errors, Mistral's are OpenAI's)."""
 
@@ -196,24 +191,6 @@ def response_model(requested: object, provider: Provider) -> str:
 def embedding_vector(index: int) -> list[float]:
     """The embedding of the ``index``-th input; float32-exact, so base64 and float answers decode equal."""
     return [0.125, 0.25, 0.5 + index]
-
-
-def split_reply(text: str, parts: int) -> list[str]:
-    """Split ``text`` into exactly ``parts`` pieces that join back to ``text``.
-
-    Whole words (with their leading whitespace, like model tokens) when there are at least ``parts``
-    words, else characters; with more ``parts`` than characters the surplus pieces are empty strings
-    at the end.
-    """
-    parts = max(1, parts)
-    words = re.findall(r"\s*\S+", text)
-    if "".join(words) == text and len(words) >= parts:
-        units = words
-    else:
-        units = list(text)
-    count = min(parts, len(units)) or 1
-    pieces = ["".join(units[i * len(units) // count : (i + 1) * len(units) // count]) for i in range(count)]
-    return pieces + [""] * (parts - count)
 
 
 class FakeLLMServer:
@@ -765,18 +742,6 @@ def _error_body(provider: str, status: int, message: str | None) -> dict[str, An
     kind, code = _OPENAI_ERROR_TYPES.get(status, ("server_error", None))
     text = message or f"Injected {status} error ({code or kind})."
     return {"error": {"message": text, "type": kind, "param": None, "code": code}}
-
-
-def _dumps(data: object) -> str:
-    return json.dumps(data, separators=(",", ":"))
-
-
-def _data_frame(data: object) -> bytes:
-    return f"data: {_dumps(data)}\n\n".encode()
-
-
-def _event_frame(kind: str, data: object) -> bytes:
-    return f"event: {kind}\ndata: {_dumps(data)}\n\n".encode()
 
 
 def _ndjson_line(data: object) -> bytes:
