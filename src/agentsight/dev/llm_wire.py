@@ -38,6 +38,11 @@ def split_reply(text: str, parts: int) -> list[str]:
     return pieces + [""] * (parts - count)
 
 
+def embedding_vector(index: int) -> list[float]:
+    """The embedding of the ``index``-th input; float32-exact, so base64 and float answers decode equal."""
+    return [0.125, 0.25, 0.5 + index]
+
+
 def dumps(data: object) -> str:
     """Compact JSON, as the providers send it."""
     return json.dumps(data, separators=(",", ":"))

@@ -46,7 +46,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from agentsight.dev.llm_wire import TOOL_ARGUMENTS, TOOL_INPUT, Phase, split_reply
+from agentsight.dev import llm_bedrock, llm_cohere, llm_gemini
+from agentsight.dev.llm_bedrock import BEDROCK_USAGE
+from agentsight.dev.llm_cohere import COHERE_BILLED_UNITS, COHERE_EMBED_USAGE, COHERE_USAGE
+from agentsight.dev.llm_gemini import GEMINI_EMBED_USAGE, GEMINI_MODEL_SUFFIX, GEMINI_USAGE
+from agentsight.dev.llm_wire import TOOL_ARGUMENTS, TOOL_INPUT, Phase, embedding_vector, split_reply
 from agentsight.dev.llm_wire import data_frame as _data_frame
 from agentsight.dev.llm_wire import dumps as _dumps
 from agentsight.dev.llm_wire import event_frame as _event_frame
@@ -55,10 +59,17 @@ from agentsight.serving import serve_in_background, stop_serving, write_response
 __all__ = [
     "ANTHROPIC_MODEL_SUFFIX",
     "ANTHROPIC_USAGE",
+    "BEDROCK_USAGE",
     "CHAT_CACHED_TOKENS",
     "CHAT_REASONING_TOKENS",
     "CHAT_USAGE",
+    "COHERE_BILLED_UNITS",
+    "COHERE_EMBED_USAGE",
+    "COHERE_USAGE",
     "EMBEDDING_USAGE",
+    "GEMINI_EMBED_USAGE",
+    "GEMINI_MODEL_SUFFIX",
+    "GEMINI_USAGE",
     "MISTRAL_EMBEDDING_USAGE",
     "MISTRAL_MODEL_SUFFIX",
     "MISTRAL_USAGE",
@@ -188,11 +199,6 @@ def response_model(requested: object, provider: Provider) -> str:
     return name if name.endswith(suffix) else name + suffix
 
 
-def embedding_vector(index: int) -> list[float]:
-    """The embedding of the ``index``-th input; float32-exact, so base64 and float answers decode equal."""
-    return [0.125, 0.25, 0.5 + index]
-
-
 class FakeLLMServer:
     """A threaded HTTP/1.1 server imitating the OpenAI and Anthropic APIs; ``start()``/``stop()`` or ``with``."""
 
@@ -256,6 +262,24 @@ class FakeLLMServer:
     @property
     def ollama_host(self) -> str:
         """The ``host`` for ``ollama.Client``: :attr:`url` (the client adds ``/api``)."""
+        return self.url
+
+    @property
+    def gemini_base_url(self) -> str:
+        """The ``base_url`` for ``google.genai.Client(http_options={"base_url": ...})``: :attr:`url` (the client
+        adds ``/v1beta/models/...``); routes in :mod:`agentsight.dev.llm_gemini`."""
+        return self.url
+
+    @property
+    def cohere_base_url(self) -> str:
+        """The ``base_url`` for ``cohere.ClientV2``: :attr:`url` (the client adds ``/v2/...``); routes in
+        :mod:`agentsight.dev.llm_cohere`."""
+        return self.url
+
+    @property
+    def bedrock_endpoint_url(self) -> str:
+        """The ``endpoint_url`` for ``boto3.client("bedrock-runtime")``: :attr:`url` (the client adds
+        ``/model/...``); Converse routes in :mod:`agentsight.dev.llm_bedrock`, InvokeModel is Anthropic's."""
         return self.url
 
     def start(self) -> FakeLLMServer:
@@ -360,7 +384,10 @@ class FakeLLMServer:
             return
         with self._lock:
             cut = self._disconnects.popleft() if self._disconnects else None
-        _send_stream(handler, answer, cut, id_header, _NDJSON if provider == "ollama" else _SSE)
+        content_type = _NDJSON if provider == "ollama" else _SSE
+        if llm_bedrock.is_event_stream(path):
+            content_type = llm_bedrock.STREAM_CONTENT_TYPE
+        _send_stream(handler, answer, cut, id_header, content_type)
 
     # -- OpenAI -------------------------------------------------------------------------------------
 
@@ -686,6 +713,7 @@ _ROUTES = {
     _MISTRAL_PREFIX + "/v1/embeddings": FakeLLMServer._mistral_embeddings,
     _OLLAMA_PREFIX + "chat": FakeLLMServer._ollama_chat,
     _OLLAMA_PREFIX + "embed": FakeLLMServer._ollama_embed,
+    **llm_cohere.ROUTES,
 }
 
 
@@ -698,6 +726,8 @@ _MODEL_PATH_ROUTES: tuple[tuple[re.Pattern[str], Route, Literal["openai", "anthr
     (re.compile(r"/v1/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/(?P<model>[^/:]+)"
                 r":(?:rawPredict|streamRawPredict)"), FakeLLMServer._messages, "anthropic"),
     (re.compile(r"/model/(?P<model>[^/]+)/invoke"), FakeLLMServer._messages, "anthropic"),
+    *llm_gemini.ROUTES,
+    *llm_bedrock.ROUTES,
 )
 
 
