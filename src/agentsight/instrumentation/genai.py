@@ -7,49 +7,114 @@ OpenTelemetry set-up; outside a turn it goes to the instrumentor's tracer provid
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
-import os
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from opentelemetry import _logs, metrics, trace
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from wrapt import wrap_function_wrapper
 
-from agentsight.spans import jsonsafe
+from agentsight.instrumentation import content
+from agentsight.instrumentation.content import CAPTURE_CONTENT_ENV, Capture, capture_mode, field
+from agentsight.instrumentation.metrics import Instruments
 from agentsight.spans import semconv as sc
 from agentsight.spans.turn import current_turn
+
+__all__ = ["CAPTURE_CONTENT_ENV", "field"]  # kept here for the clients' modules and the tests
+
+logger = logging.getLogger("agentsight.instrumentation")
 
 _IN_MODEL_CALL = otel_context.create_key("agentsight.in_model_call")
 MODEL_HINT = otel_context.create_key("agentsight.model_hint")
 """Context key of the model named by 0.1.x ``model_hint()``: recorded on calls starting under it."""
-CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-_CAPTURE_VALUES = {"true", "span_only", "span_and_event"}
+EVENT_NAME = "gen_ai.client.inference.operation.details"
+"""The GenAI event a model call emits when the capture mode includes events."""
 
 
 def capture_content() -> bool:
-    """Whether message content goes on spans, per ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
-
-    Accepts the official packages' values: ``true`` / ``false``, and ``SPAN_ONLY``, ``SPAN_AND_EVENT``,
-    ``EVENT_ONLY``, ``NO_CONTENT`` (content is captured on spans for the first three that include spans).
+    """Whether message content is captured at all (on spans, in events, or both), per
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``: ``true`` / ``SPAN_ONLY``, ``EVENT_ONLY`` or
+    ``SPAN_AND_EVENT`` (``false``, ``NO_CONTENT`` or unset: none).
     """
-    return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in _CAPTURE_VALUES
+    return bool(capture_mode())
+
+
+class GenAITracer(trace.Tracer):
+    """An instrumentor's tracer, with the GenAI metrics and event logger of the same instrumentation.
+
+    Made in ``_instrument(**kwargs)`` from its ``tracer_provider``, ``meter_provider`` and ``logger_provider``
+    (each the global one when not given). A model call started with a plain tracer uses the global meter and
+    logger providers.
+    """
+
+    def __init__(self, name: str, providers: Mapping[str, Any]) -> None:
+        self.tracer = trace.get_tracer(name, tracer_provider=providers.get("tracer_provider"))
+        self.instruments = Instruments(metrics.get_meter(name, meter_provider=providers.get("meter_provider")))
+        self.logger = _logs.get_logger(name, logger_provider=providers.get("logger_provider"))
+
+    def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
+        """The wrapped tracer's span."""
+        return self.tracer.start_span(*args, **kwargs)
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """The wrapped tracer's span, current while the returned context manager is entered."""
+        return self.tracer.start_as_current_span(*args, **kwargs)
+
+
+@functools.cache
+def _global_telemetry() -> GenAITracer:
+    return GenAITracer(__name__, {})
 
 
 class ModelCall:
-    """A started model call; record what came back, then :meth:`end` (safe to call more than once)."""
+    """A started model call; record what came back, then :meth:`end` (safe to call more than once).
 
-    __slots__ = ("span", "_ended", "_lock")
+    Ending it records the GenAI client metrics and, when the capture mode includes events, emits the
+    ``gen_ai.client.inference.operation.details`` event.
+    """
 
-    def __init__(self, span: trace.Span) -> None:
+    __slots__ = ("span", "_ended", "_lock", "_telemetry", "_attributes", "_started", "_capture", "_shape",
+                 "_content", "_tokens")
+
+    def __init__(
+        self,
+        span: trace.Span,
+        telemetry: GenAITracer | None = None,
+        attributes: dict[str, Any] | None = None,
+        prompt: Any = None,
+    ) -> None:
         self.span = span
         self._ended = False
         self._lock = threading.Lock()
+        self._telemetry = telemetry or _global_telemetry()
+        self._attributes = {} if attributes is None else attributes  # what metric points and the event carry
+        self._started = time.perf_counter()
+        self._tokens: tuple[Any, Any] = (None, None)
+        self._capture = capture_mode() if prompt is not None else Capture.NONE
+        self._shape = prompt.shape if isinstance(prompt, content.Prompt) else None
+        self._content: dict[str, Any] = {}
+        if self._capture:
+            request = content.request_content(prompt)
+            self._keep({sc.GEN_AI_INPUT_MESSAGES: request.messages,
+                        sc.GEN_AI_SYSTEM_INSTRUCTIONS: request.system_instructions,
+                        sc.GEN_AI_TOOL_DEFINITIONS: request.tool_definitions})
+
+    def _keep(self, captured: Mapping[str, list[Any]]) -> None:
+        """Content for the span (as JSON text) and for the event (structured), as the capture mode says."""
+        captured = {key: value for key, value in captured.items() if value}
+        if Capture.SPAN in self._capture:
+            self.span.set_attributes({key: content.dumps(value) for key, value in captured.items()})
+        if Capture.EVENT in self._capture:
+            self._content.update(captured)
 
     def record_response(
         self,
@@ -69,7 +134,8 @@ class ModelCall:
 
         ``input_tokens`` counts every input token, cached ones included, and ``output_tokens`` every output
         token, reasoning included (as the GenAI conventions say); the cache and reasoning counts are recorded
-        apart too, when the provider reports a positive number.
+        apart too, when the provider reports a positive number. ``output_messages`` are in the client's
+        native shape (the request's), captured as the conventions' output messages when content is.
         """
         values = {
             sc.GEN_AI_RESPONSE_MODEL: model,
@@ -82,26 +148,49 @@ class ModelCall:
             sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: _positive(reasoning_tokens),
             sc.GEN_AI_TOOL_CALLS: list(tool_calls) or None,
         }
-        if output_messages is not None and capture_content():
-            values[sc.GEN_AI_OUTPUT_MESSAGES] = jsonsafe.dumps(output_messages)
-        self.span.set_attributes({key: value for key, value in values.items() if value is not None})
+        known = {key: value for key, value in values.items() if value is not None}
+        self.span.set_attributes(known)
+        self._attributes.update(known)
+        self._tokens = (input_tokens, output_tokens)
+        if output_messages is not None and self._capture:
+            self._keep({sc.GEN_AI_OUTPUT_MESSAGES: content.output_messages(self._shape, output_messages,
+                                                                           finish_reasons)})
 
     def fail(self, error: BaseException) -> None:
         """Record a failure (``error.type``, status ERROR) and end the span."""
         with self._lock:
             if self._ended:
                 return
+            self._attributes[sc.ERROR_TYPE] = type(error).__qualname__
             self.span.set_attribute(sc.ERROR_TYPE, type(error).__qualname__)
             self.span.set_status(Status(StatusCode.ERROR, str(error) or type(error).__qualname__))
         self.end()
 
     def end(self) -> None:
-        """End the span the first time only."""
+        """End the span the first time only, after recording the call's metrics and event."""
         with self._lock:
             if self._ended:
                 return
             self._ended = True
+        try:
+            self._telemetry.instruments.record(self._attributes, time.perf_counter() - self._started, *self._tokens)
+            if Capture.EVENT in self._capture:
+                self._emit_event()
+        except Exception:  # metrics and events must never break the app's call
+            logger.exception("AgentSight could not record a model call's metrics or event")
         self.span.end()
+
+    def _emit_event(self) -> None:
+        """The call's details as the conventions' event: the span's attributes with structured content."""
+        span_context = self.span.get_span_context()
+        self._telemetry.logger.emit(_logs.LogRecord(
+            event_name=EVENT_NAME,
+            severity_number=_logs.SeverityNumber.DEBUG,
+            trace_id=span_context.trace_id,
+            span_id=span_context.span_id,
+            trace_flags=span_context.trace_flags,
+            attributes={**self._attributes, **self._content},
+        ))
 
 
 def _positive(count: Any) -> int | None:
@@ -119,7 +208,10 @@ def start_model_call(
 ) -> ModelCall | None:
     """Start a model call's span, or ``None`` when instrumentation is suppressed or a call is already open.
 
-    ``tracer`` is the instrumentor's; inside a conversation turn the tracker's own tracer is used instead.
+    ``tracer`` is the instrumentor's (a :class:`GenAITracer` brings its meter and logger); inside a conversation
+    turn the tracker's own tracer is used for the span instead. ``input_messages`` is the request's content:
+    a :class:`~agentsight.instrumentation.content.Prompt` (its native shape and the call's arguments), or an
+    OpenAI-like list of messages; it is converted only when content is captured.
     """
     if not is_instrumentation_enabled() or otel_context.get_value(_IN_MODEL_CALL):
         return None
@@ -134,11 +226,9 @@ def start_model_call(
     hint = otel_context.get_value(MODEL_HINT)
     if hint:
         attributes[sc.LLM_MODEL_HINT] = hint
-    if input_messages is not None and capture_content():
-        attributes[sc.GEN_AI_INPUT_MESSAGES] = jsonsafe.dumps(input_messages)
     name = f"{operation} {request_model}" if request_model else operation
     span = (turn.tracer if turn is not None else tracer).start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-    return ModelCall(span)
+    return ModelCall(span, tracer if isinstance(tracer, GenAITracer) else None, attributes, input_messages)
 
 
 def server_attributes(resource: Any) -> dict[str, Any]:
@@ -232,11 +322,6 @@ def wrap_method(module: str, cls: str, method: str, start: Start, finish: Finish
 def unwrap_method(module: str, cls: str, method: str) -> None:
     """Undo :func:`wrap_method`."""
     unwrap(getattr(importlib.import_module(module), cls), method)
-
-
-def field(value: Any, name: str) -> Any:
-    """A field of a response object or of a mapping (``None`` when missing, or when ``value`` is)."""
-    return value.get(name) if isinstance(value, Mapping) else getattr(value, name, None)
 
 
 def text_list(value: Any) -> list[str] | None:

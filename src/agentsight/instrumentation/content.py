@@ -1,0 +1,282 @@
+"""Message content in the GenAI semantic conventions' shape, from each client's native request and response.
+
+The conventions' messages are ``{"role", "parts": [...]}`` (output messages add ``finish_reason``); a part is
+``text``, ``tool_call``, ``tool_call_response``, ``reasoning``, ``uri``, ``blob``, ``file``, or a generic part
+of another type with the client's own fields. System instructions given apart from the chat history (the
+Responses API's ``instructions``, Anthropic's ``system``) are a list of parts of their own; those in the history
+(a ``system`` message) stay in it. Tool definitions are ``{"type": "function", "name", "description",
+"parameters"}``, or ``{"type", "name"}`` for a provider's built-in tool.
+
+A client describes its request as a :class:`Prompt`: its native shape (one of the ``*_CHAT`` / ``*_MESSAGES``
+/ ``*_RESPONSES`` names below) and the call's arguments. Nothing is converted unless content is captured.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from agentsight.spans.jsonsafe import to_json_safe
+
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+
+OPENAI_CHAT = "openai.chat"
+"""OpenAI chat completions (and OpenAI-compatible clients such as Groq's): ``messages``, ``tools``."""
+OPENAI_RESPONSES = "openai.responses"
+"""The OpenAI Responses API: ``instructions``, ``input`` (text or items), ``tools``; output items."""
+ANTHROPIC_MESSAGES = "anthropic.messages"
+"""Anthropic messages: ``system``, ``messages`` of content blocks, ``tools`` with ``input_schema``."""
+MISTRAL_CHAT = "mistral.chat"
+"""Mistral chat: OpenAI-like ``messages`` (content text or chunks) and ``tools``."""
+OLLAMA_CHAT = "ollama.chat"
+"""Ollama chat: ``messages`` (with ``images``), ``tools`` (definitions or Python functions)."""
+
+
+class Capture(enum.Flag):
+    """Where message content goes: nowhere, on the span (attributes), in the event, or both."""
+
+    NONE = 0
+    SPAN = enum.auto()
+    EVENT = enum.auto()
+
+
+# The official packages' values (``true`` is the older spelling of SPAN_ONLY); anything else is NO_CONTENT.
+_MODES = {
+    "true": Capture.SPAN,
+    "span_only": Capture.SPAN,
+    "event_only": Capture.EVENT,
+    "span_and_event": Capture.SPAN | Capture.EVENT,
+}
+
+
+def capture_mode() -> Capture:
+    """The mode ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` asks for (any case; unset is none)."""
+    return _MODES.get(os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower(), Capture.NONE)
+
+
+class Prompt(NamedTuple):
+    """A model call's request in its client's native shape: converted only when content is captured."""
+
+    shape: str
+    arguments: Mapping[str, Any]
+
+
+class RequestContent(NamedTuple):
+    """A request's content in the conventions' shape (each list empty when the request has none)."""
+
+    messages: list[dict[str, Any]]
+    system_instructions: list[dict[str, Any]]
+    tool_definitions: list[dict[str, Any]]
+
+
+def field(value: Any, name: str) -> Any:
+    """A field of a response object or of a mapping (``None`` when missing, or when ``value`` is)."""
+    return value.get(name) if isinstance(value, Mapping) else getattr(value, name, None)
+
+
+def request_content(prompt: Any) -> RequestContent:
+    """The content of a request: a :class:`Prompt`, else (from a client that gives its messages only) an
+    OpenAI-like list of messages, or a mapping of such ``messages``."""
+    if not isinstance(prompt, Prompt):
+        prompt = Prompt(OPENAI_CHAT, prompt if isinstance(prompt, Mapping) else {"messages": prompt})
+    arguments = prompt.arguments
+    tools = [definition for tool in _items(arguments.get("tools")) if (definition := _tool_definition(tool))]
+    if prompt.shape == OPENAI_RESPONSES:
+        instructions = arguments.get("instructions")
+        given = arguments.get("input")
+        messages = ([_message("user", [_text(given)])] if isinstance(given, str)
+                    else [_item_message(item) for item in _items(given)])
+        return RequestContent(messages, [_text(instructions)] if isinstance(instructions, str) else [], tools)
+    system = arguments.get("system") if prompt.shape == ANTHROPIC_MESSAGES else None
+    return RequestContent(_messages(arguments.get("messages")), _parts(system), tools)
+
+
+def output_messages(shape: str | None, native: Any, finish_reasons: Sequence[str]) -> list[dict[str, Any]]:
+    """The output messages of a response in ``shape``: a list of messages (chat shapes: one per choice, in
+    the order of ``finish_reasons``), or the Responses API's output items (one message)."""
+    if shape == OPENAI_RESPONSES:
+        parts = [part for item in _items(native) for part in _item_message(item)["parts"]]
+        reason = _finish_reason(finish_reasons[0] if finish_reasons else None)
+        if reason == "stop" and any(part["type"] == "tool_call" for part in parts):
+            reason = "tool_call"
+        return [{**_message("assistant", parts), "finish_reason": reason}]
+    messages = _messages(native, keep_empty=True)
+    for index, message in enumerate(messages):
+        reason = finish_reasons[min(index, len(finish_reasons) - 1)] if finish_reasons else None
+        message["finish_reason"] = _finish_reason(reason)
+    return messages
+
+
+def dumps(value: Any) -> str:
+    """JSON text of content, as span attributes carry it."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# Native finish reasons -> the conventions' values (stop, length, content_filter, tool_call, error).
+_FINISH_REASONS = {
+    "tool_calls": "tool_call", "function_call": "tool_call", "tool_use": "tool_call",
+    "end_turn": "stop", "stop_sequence": "stop", "completed": "stop",
+    "max_tokens": "length", "model_length": "length", "incomplete": "length",
+    "refusal": "content_filter", "failed": "error",
+}
+_TEXT_TYPES = frozenset({"text", "input_text", "output_text"})
+_MEDIA_TYPES = {"image_url": "image", "input_image": "image", "image": "image", "document": "document",
+                "document_url": "document", "file": "document", "input_file": "document", "input_audio": "audio"}
+
+
+def _finish_reason(reason: Any) -> str:
+    """A response's finish reason in the conventions' words (``error`` when the response gave none)."""
+    return _FINISH_REASONS.get(reason, reason) if isinstance(reason, str) and reason else "error"
+
+
+def _items(value: Any) -> Sequence[Any]:
+    """``value`` when it is a list or tuple (never another iterable: the client still has to read it)."""
+    return value if isinstance(value, (list, tuple)) else ()
+
+
+def _fields(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _message(role: Any, parts: list[dict[str, Any]], name: Any = None) -> dict[str, Any]:
+    return _fields(role=role if isinstance(role, str) else "user", parts=parts,
+                   name=name if isinstance(name, str) else None)
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "text", "content": text}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-like data (pydantic models, bytes and the like converted)."""
+    return to_json_safe(value)
+
+
+def _arguments(arguments: Any) -> Any:
+    """A tool call's arguments: the JSON object that text spells, else as given."""
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except ValueError:
+            return arguments
+    return _plain(arguments)
+
+
+def _messages(messages: Any, keep_empty: bool = False) -> list[dict[str, Any]]:
+    """Chat messages (OpenAI, Mistral, Ollama, Anthropic's content blocks) in the conventions' shape."""
+    converted = []
+    for message in _items(messages):
+        role = field(message, "role")
+        if role == "tool":
+            response = field(message, "content")
+            parts = [_fields(type="tool_call_response", id=field(message, "tool_call_id"),
+                             response=response if isinstance(response, str) else _plain(response))]
+        else:
+            parts = _parts(field(message, "content"))
+            parts += [_media(image, "image") for image in _items(field(message, "images"))]
+            parts += [_tool_call(call) for call in _items(field(message, "tool_calls"))]
+        if keep_empty:  # an output message: the model's, whatever it holds
+            converted.append(_message(role or "assistant", parts, field(message, "name")))
+        elif parts:
+            converted.append(_message(role, parts, field(message, "name")))
+    return converted
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    """Message content (text, or a list of blocks / chunks / parts) as parts."""
+    if isinstance(content, str):
+        return [_text(content)]
+    return [part for block in _items(content) if (part := _part(block)) is not None]
+
+
+def _part(block: Any) -> dict[str, Any] | None:
+    if isinstance(block, str):
+        return _text(block)
+    kind = field(block, "type")
+    text = field(block, "text")
+    if kind in _TEXT_TYPES or (kind is None and isinstance(text, str)):
+        return _text(text) if isinstance(text, str) else None
+    if kind == "refusal":
+        return _text(str(field(block, "refusal")))
+    if kind in ("thinking", "reasoning"):
+        thinking = field(block, "thinking")
+        texts = [thinking] if isinstance(thinking, str) else [field(chunk, "text") for chunk in _items(thinking)]
+        return {"type": "reasoning", "content": "".join(text for text in texts if isinstance(text, str))}
+    if kind == "tool_use":
+        return _fields(type="tool_call", id=field(block, "id"), name=field(block, "name"),
+                       arguments=_arguments(field(block, "input")))
+    if kind == "tool_result":
+        result = field(block, "content")
+        return _fields(type="tool_call_response", id=field(block, "tool_use_id"),
+                       response=result if isinstance(result, str) else _parts(result))
+    if kind in _MEDIA_TYPES:
+        return _media(block, _MEDIA_TYPES[kind])
+    return {**_plain(block), "type": kind} if isinstance(kind, str) else None
+
+
+def _media(block: Any, modality: str) -> dict[str, Any]:
+    """An image, document or audio as a ``uri``, ``blob`` or ``file`` part, whichever way it is given."""
+    if isinstance(block, (str, bytes)):  # Ollama's images: base64 text or bytes (or a path)
+        return {"type": "blob", "modality": modality, "content": _plain(block)}
+    source = field(block, "source") or field(block, "input_audio") or field(block, "file") or block
+    location = (field(block, "image_url") or field(block, "document_url") or field(source, "file_url")
+                or field(source, "url") or field(source, "file_data"))
+    url = location if isinstance(location, str) else field(location, "url")
+    if isinstance(url, str) and url.startswith("data:"):
+        header, _, data = url[5:].partition(",")
+        return _fields(type="blob", modality=modality, mime_type=header.split(";")[0] or None, content=data)
+    if isinstance(url, str):
+        return {"type": "uri", "modality": modality, "uri": url}
+    file_id = field(source, "file_id")
+    if isinstance(file_id, str):
+        return {"type": "file", "modality": modality, "file_id": file_id}
+    data = field(source, "data")
+    mime_type = field(source, "media_type")
+    return _fields(type="blob", modality=modality, mime_type=mime_type if isinstance(mime_type, str) else None,
+                   content=data if isinstance(data, str) else _plain(data))
+
+
+def _tool_call(call: Any) -> dict[str, Any]:
+    """A tool call of a chat message (OpenAI, Mistral, Ollama: its ``function`` has name and arguments)."""
+    function = field(call, "function")
+    return _fields(type="tool_call", id=field(call, "id"), name=field(function, "name"),
+                   arguments=_arguments(field(function, "arguments")))
+
+
+def _item_message(item: Any) -> dict[str, Any]:
+    """A Responses API input or output item as a message."""
+    kind = field(item, "type")
+    if kind == "function_call":
+        return _message("assistant", [_fields(type="tool_call", id=field(item, "call_id"), name=field(item, "name"),
+                                              arguments=_arguments(field(item, "arguments")))])
+    if kind == "function_call_output":
+        output = field(item, "output")
+        return _message("tool", [_fields(type="tool_call_response", id=field(item, "call_id"),
+                                         response=output if isinstance(output, str) else _parts(output))])
+    if kind == "reasoning":
+        summary = "".join(text for part in _items(field(item, "summary"))
+                          if isinstance(text := field(part, "text"), str))
+        return _message("assistant", [{"type": "reasoning", "content": summary}])
+    role = field(item, "role")
+    if role is None and kind not in (None, "message"):  # a built-in tool's call or result
+        return _message("assistant", [{**_plain(item), "type": kind}])
+    return _message(role, _parts(field(item, "content")))
+
+
+def _tool_definition(tool: Any) -> dict[str, Any] | None:
+    """A tool as the model is told of it: a function (OpenAI, Mistral, Ollama, Responses, Anthropic custom
+    tools), or a provider's built-in tool by type and name."""
+    if callable(tool) and not isinstance(tool, Mapping):  # Ollama takes Python functions as tools
+        doc = (tool.__doc__ or "").strip()
+        return _fields(type="function", name=getattr(tool, "__name__", None), description=doc.split("\n")[0] or None)
+    kind = field(tool, "type")
+    spec = field(tool, "function") or tool
+    name = field(spec, "name")
+    if kind in (None, "function", "custom"):
+        schema = field(spec, "parameters") or field(spec, "input_schema")
+        return _fields(type="function", name=name, description=field(spec, "description"),
+                       parameters=None if schema is None else _plain(schema))
+    return _fields(type=kind, name=name if isinstance(name, str) else kind) if isinstance(kind, str) else None
