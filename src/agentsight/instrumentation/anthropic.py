@@ -23,7 +23,9 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
+from agentsight.instrumentation.content import ANTHROPIC_MESSAGES, Prompt
 from agentsight.instrumentation.genai import (
+    GenAITracer,
     ModelCall,
     attribute_value,
     field,
@@ -33,6 +35,7 @@ from agentsight.instrumentation.genai import (
     server_attributes,
     start_model_call,
 )
+from agentsight.instrumentation.raw import observe_raw
 from agentsight.instrumentation.streams import StreamWrapper
 from agentsight.spans import semconv as sc
 
@@ -72,7 +75,7 @@ class AnthropicInstrumentor(BaseInstrumentor):
         return ("anthropic >= 0.43, < 3",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        tracer = trace.get_tracer(__name__, tracer_provider=kwargs.get("tracer_provider"))
+        tracer = GenAITracer(__name__, kwargs)
         module = importlib.import_module(MODULE)
         for cls, method in SURFACES:
             if hasattr(getattr(module, cls), method):
@@ -97,12 +100,10 @@ def _wrapper(tracer: trace.Tracer, method: str, is_async: bool) -> Callable[...,
     def finish(call: ModelCall, result: Any, kwargs: Mapping[str, Any]) -> Any:
         streaming = kwargs.get("stream") is True
         if is_raw_response(result):
-            if not streaming and result.http_response.is_closed:
-                _describe(call, _json_body(result.http_response))
-        elif streaming:
+            return observe_raw(result, call, streaming, _describe, _observe)
+        if streaming:
             return _observe(result, call)
-        else:
-            _describe(call, result)
+        _describe(call, result)
         call.end()
         return result
 
@@ -128,12 +129,8 @@ def _start(
         sc.GEN_AI_REQUEST_STOP_SEQUENCES: attribute_value(params.get("stop_sequences")),
         **server_attributes(instance),
     }
-    messages: dict[str, Any] = {"messages": params.get("messages")}
-    system = params.get("system")
-    if isinstance(system, (str, list, tuple)):
-        messages = {"system": system, **messages}
     return start_model_call(tracer, OPERATION, provider_name(instance), model if isinstance(model, str) else None,
-                            request, messages)
+                            request, Prompt(ANTHROPIC_MESSAGES, params))
 
 
 def provider_name(resource: Any) -> str:
@@ -143,14 +140,6 @@ def provider_name(resource: Any) -> str:
             return CLIENT_PROVIDERS[cls.__name__]
     return PROVIDER
 
-
-
-def _json_body(response: Any) -> Any:
-    """The JSON body of a response already read, or ``None``."""
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def _describe(call: ModelCall, message: Any) -> None:
@@ -200,7 +189,9 @@ class _StreamAccumulator:
             self._take_usage(getattr(message, "usage", None))
         elif kind == "content_block_start":
             block = getattr(event, "content_block", None)
-            if hasattr(block, "model_dump"):
+            if isinstance(block, dict):  # decoded from a raw response's body
+                self._blocks[event.index] = dict(block)
+            elif hasattr(block, "model_dump"):
                 self._blocks[event.index] = block.model_dump(exclude_none=True)
         elif kind == "content_block_delta":
             self._add_delta(event.index, getattr(event, "delta", None))

@@ -1,8 +1,9 @@
 """OpenAI client instrumentation: chat completions, the Responses API and embeddings.
 
 Wraps the resource methods by module path (``Completions.create`` / ``parse``, ``Responses.create``,
-``Embeddings.create`` and their async twins); the ``stream()`` helpers and ``with_raw_response``
-go through ``create`` and so are covered once. Nothing from ``openai`` is imported until
+``Embeddings.create`` and their async twins); the ``stream()`` helpers, ``with_raw_response`` and
+``with_streaming_response`` go through ``create`` and so are covered once (a raw response's body, however
+it is read, through :mod:`agentsight.instrumentation.raw`). Nothing from ``openai`` is imported until
 ``instrument()``: this module loads whether or not the library is installed.
 """
 
@@ -17,7 +18,9 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
+from agentsight.instrumentation.content import OPENAI_CHAT, OPENAI_RESPONSES, Prompt
 from agentsight.instrumentation.genai import (
+    GenAITracer,
     ModelCall,
     attribute_value,
     field,
@@ -27,6 +30,7 @@ from agentsight.instrumentation.genai import (
     start_model_call,
     text_list,
 )
+from agentsight.instrumentation.raw import observe_raw
 from agentsight.instrumentation.streams import StreamWrapper
 from agentsight.spans import semconv as sc
 
@@ -83,8 +87,7 @@ class OpenAIInstrumentor(BaseInstrumentor):
         return ("openai >= 1.66, < 4",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        wrap_surfaces(trace.get_tracer(__name__, tracer_provider=kwargs.get("tracer_provider")), SURFACES,
-                      provider_name)
+        wrap_surfaces(GenAITracer(__name__, kwargs), SURFACES, provider_name)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         unwrap_surfaces(SURFACES)
@@ -114,13 +117,20 @@ def _wrapper(tracer: trace.Tracer, api: str, is_async: bool, provider: Callable[
         return start_model_call(tracer, operation, provider(instance), kwargs.get("model"), request,
                                 _input_messages(kwargs, api))
 
+    def describe(call: ModelCall, response: Any) -> None:
+        _describe(call, response, api)
+
+    def observe(stream: Any, call: ModelCall) -> StreamWrapper:
+        accumulator = _StreamAccumulator(call, api)
+        return StreamWrapper(stream, call, accumulator.add, accumulator.record)
+
     def finish(call: ModelCall, result: Any, kwargs: Mapping[str, Any]) -> Any:
-        raw = is_raw_response(result)
-        if kwargs.get("stream") is True and not raw:
-            accumulator = _StreamAccumulator(call, api)
-            return StreamWrapper(result, call, accumulator.add, accumulator.record)
-        # ``with_raw_response``: parse() gives (and caches) the model object the caller will get too.
-        _describe(call, result.parse() if raw else result, api)
+        streaming = kwargs.get("stream") is True
+        if is_raw_response(result):
+            return observe_raw(result, call, streaming, describe, observe)
+        if streaming:
+            return observe(result, call)
+        _describe(call, result, api)
         call.end()
         return result
 
@@ -145,12 +155,10 @@ def _request_attributes(kwargs: Mapping[str, Any], api: str) -> dict[str, Any]:
     }
 
 
-def _input_messages(kwargs: Mapping[str, Any], api: str) -> Any:
-    if api == _CHAT:
-        return kwargs.get("messages")
-    if api == _RESPONSES:
-        return {"instructions": attribute_value(kwargs.get("instructions")), "input": kwargs.get("input")}
-    return None
+def _input_messages(kwargs: Mapping[str, Any], api: str) -> Prompt | None:
+    if api == _EMBEDDINGS:
+        return None
+    return Prompt(OPENAI_RESPONSES if api == _RESPONSES else OPENAI_CHAT, kwargs)
 
 
 def _describe(call: ModelCall, response: Any, api: str) -> None:
