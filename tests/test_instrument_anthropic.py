@@ -131,13 +131,15 @@ def test_content_only_when_asked(
     with client.messages.stream(**REQUEST, tools=TOOLS) as stream:
         stream.until_done()
     created, streamed = spans.get_finished_spans()
-    assert json.loads(created.attributes["gen_ai.input.messages"]) == {"system": "Be brief.", "messages": MESSAGES}
+    assert json.loads(created.attributes["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Where is my order?"}]}]
+    assert json.loads(created.attributes["gen_ai.system_instructions"]) == [{"type": "text", "content": "Be brief."}]
     (answer,) = json.loads(created.attributes["gen_ai.output.messages"])
-    assert answer["role"] == "assistant" and answer["content"][0]["text"] == REPLY_TEXT
+    assert answer == {"role": "assistant", "parts": [{"type": "text", "content": REPLY_TEXT}], "finish_reason": "stop"}
     (answer,) = json.loads(streamed.attributes["gen_ai.output.messages"])
-    (block,) = answer["content"]
-    assert block["type"] == "tool_use" and block["name"] == "get_order"
-    assert block["input"] == TOOL_INPUT, "the streamed tool input is assembled from its pieces"
+    (part,) = answer["parts"]
+    assert part["type"] == "tool_call" and part["name"] == "get_order" and answer["finish_reason"] == "tool_call"
+    assert part["arguments"] == TOOL_INPUT, "the streamed tool input is assembled from its pieces"
 
 
 def test_async_create_with_tools(spans: InMemorySpanExporter, run_async: RunAsync) -> None:

@@ -118,8 +118,8 @@ def test_a_stream_of_n_choices_keeps_them_apart(
     span = _only(spans)
     assert span.attributes["gen_ai.request.choice.count"] == 2
     assert span.attributes["gen_ai.response.finish_reasons"] == ("stop", "stop")
-    assert json.loads(str(span.attributes["gen_ai.output.messages"])) == [
-        {"role": "assistant", "content": REPLY_TEXT}, {"role": "assistant", "content": REPLY_TEXT}]
+    answer = {"role": "assistant", "parts": [{"type": "text", "content": REPLY_TEXT}], "finish_reason": "stop"}
+    assert json.loads(str(span.attributes["gen_ai.output.messages"])) == [answer, answer]
     assert _usage(span) == (CHAT_USAGE["prompt_tokens"], CHAT_USAGE["completion_tokens"])
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
+from agentsight.instrumentation.genai import GenAITracer
 from agentsight.instrumentation.openai import Surface, unwrap_surfaces, wrap_surfaces
 
 PROVIDER = "groq"
@@ -35,8 +35,7 @@ class GroqInstrumentor(BaseInstrumentor):
         return ("groq >= 0.13, < 2",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        tracer = trace.get_tracer(__name__, tracer_provider=kwargs.get("tracer_provider"))
-        wrap_surfaces(tracer, SURFACES, _provider)
+        wrap_surfaces(GenAITracer(__name__, kwargs), SURFACES, _provider)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         unwrap_surfaces(SURFACES)

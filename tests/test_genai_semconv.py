@@ -1,0 +1,317 @@
+"""GenAI semantic conventions: captured content per capture mode (span attributes, the
+``gen_ai.client.inference.operation.details`` event), system instructions, tool definitions, and the
+``gen_ai.client.token.usage`` / ``gen_ai.client.operation.duration`` metrics; the real ``openai`` and
+``anthropic`` clients over HTTP to the stand-in model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import anthropic
+import openai
+import pytest
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from agentsight.dev.local_llm import (
+    ANTHROPIC_USAGE,
+    CHAT_USAGE,
+    REPLY_TEXT,
+    RESPONSES_USAGE,
+    TOOL_INPUT,
+    FakeLLMServer,
+)
+from agentsight.instrumentation.anthropic import AnthropicInstrumentor
+from agentsight.instrumentation.genai import CAPTURE_CONTENT_ENV
+from agentsight.instrumentation.openai import OpenAIInstrumentor
+
+MODEL = "gpt-4o-mini"
+CLAUDE = "claude-x"
+CONTENT_KEYS = {"gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
+                "gen_ai.tool.definitions"}
+WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}}
+# A chat history with every kind of turn: system, user, an assistant's tool call, the tool's answer.
+CHAT_HISTORY: list[Any] = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": [{"type": "text", "text": "Weather?"},
+                                 {"type": "image_url", "image_url": {"url": "https://example.com/sky.png"}}]},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+]
+CHAT_TOOLS: list[Any] = [{"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+                                                            "parameters": WEATHER}}]
+WEATHER_TOOL = {"type": "function", "name": "get_weather", "description": "Weather now", "parameters": WEATHER}
+
+
+@dataclass
+class Telemetry:
+    """What the instrumentors emitted: spans, log records (events) and metrics."""
+
+    spans: InMemorySpanExporter
+    logs: InMemoryLogRecordExporter
+    metrics: InMemoryMetricReader
+
+    def span(self) -> ReadableSpan:
+        (span,) = self.spans.get_finished_spans()
+        return span
+
+    def events(self) -> list[ReadableLogRecord]:
+        return list(self.logs.get_finished_logs())
+
+    def histogram(self, name: str) -> tuple[set[str], list[HistogramDataPoint]]:
+        """The histogram's units and its points, from every instrumentor's meter."""
+        data = self.metrics.get_metrics_data()
+        metrics = [metric for resource in (data.resource_metrics if data else ()) for scope in resource.scope_metrics
+                   for metric in scope.metrics if metric.name == name]
+        return {metric.unit or "" for metric in metrics}, [point for metric in metrics
+                                                           for point in metric.data.data_points]  # type: ignore
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    """OpenAI and Anthropic instrumented with their own tracer, meter and logger providers."""
+    spans, logs, reader = InMemorySpanExporter(), InMemoryLogRecordExporter(), InMemoryMetricReader()
+    tracer_provider, logger_provider = TracerProvider(), LoggerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    providers = {"tracer_provider": tracer_provider, "meter_provider": MeterProvider(metric_readers=[reader]),
+                 "logger_provider": logger_provider}
+    for instrumentor in (OpenAIInstrumentor, AnthropicInstrumentor):
+        instrumentor().instrument(**providers)
+    try:
+        yield Telemetry(spans, logs, reader)
+    finally:
+        for instrumentor in (OpenAIInstrumentor, AnthropicInstrumentor):
+            instrumentor().uninstrument()
+
+
+@pytest.fixture
+def client(fake: FakeLLMServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=fake.openai_base_url, api_key="test", max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+def claude(fake: FakeLLMServer) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=fake.anthropic_base_url, api_key="test", max_retries=0) as client:
+        yield client
+
+
+def _content(attributes: Any) -> dict[str, Any]:
+    """The captured content among span attributes (JSON text, decoded) or event attributes (structured)."""
+    return {key: json.loads(value) if isinstance(value, str) else _lists(value)
+            for key, value in attributes.items() if key in CONTENT_KEYS}
+
+
+def _lists(value: Any) -> Any:
+    """Event attributes as plain lists and dicts (the SDK keeps sequences as tuples)."""
+    if isinstance(value, (list, tuple)):
+        return [_lists(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _lists(item) for key, item in value.items()}
+    return value
+
+
+# The chat history and its answer (a tool call, as the stand-in answers a request with tools), as captured.
+CHAT_CAPTURED = {
+    "gen_ai.input.messages": [
+        {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
+        {"role": "user", "parts": [{"type": "text", "content": "Weather?"},
+                                   {"type": "uri", "modality": "image", "uri": "https://example.com/sky.png"}]},
+        {"role": "assistant", "parts": [{"type": "tool_call", "id": "call_1", "name": "get_weather",
+                                         "arguments": {"city": "Paris"}}]},
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1", "response": "sunny"}]},
+    ],
+    "gen_ai.tool.definitions": [WEATHER_TOOL],
+    "gen_ai.output.messages": [
+        {"role": "assistant", "finish_reason": "tool_call",
+         "parts": [{"type": "tool_call", "id": "call_fake_1", "name": "get_weather", "arguments": TOOL_INPUT}]},
+    ],
+}
+
+
+@pytest.mark.parametrize("mode", [None, "false", "NO_CONTENT", "bogus"])
+def test_no_content_unless_asked(
+    telemetry: Telemetry, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch, mode: str | None
+) -> None:
+    if mode is not None:
+        monkeypatch.setenv(CAPTURE_CONTENT_ENV, mode)
+    client.chat.completions.create(model=MODEL, messages=CHAT_HISTORY, tools=CHAT_TOOLS)
+    assert not CONTENT_KEYS & set(telemetry.span().attributes or {})
+    assert telemetry.events() == []
+
+
+@pytest.mark.parametrize("mode", ["true", "SPAN_ONLY", "span_only"])
+def test_span_modes_put_spec_shaped_content_on_the_span_only(
+    telemetry: Telemetry, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    monkeypatch.setenv(CAPTURE_CONTENT_ENV, mode)
+    client.chat.completions.create(model=MODEL, messages=CHAT_HISTORY, tools=CHAT_TOOLS)
+    assert _content(telemetry.span().attributes) == CHAT_CAPTURED
+    assert telemetry.events() == [], "no event unless the mode names events"
+
+
+def test_event_only_puts_content_in_the_event_of_the_span(
+    telemetry: Telemetry, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CAPTURE_CONTENT_ENV, "EVENT_ONLY")
+    client.chat.completions.create(model=MODEL, messages=CHAT_HISTORY, tools=CHAT_TOOLS)
+    span = telemetry.span()
+    assert not CONTENT_KEYS & set(span.attributes or {}), "nothing on the span"
+    (event,) = telemetry.events()
+    record = event.log_record
+    assert record.event_name == "gen_ai.client.inference.operation.details"
+    assert record.severity_number == SeverityNumber.DEBUG
+    assert span.context is not None
+    assert (record.trace_id, record.span_id) == (span.context.trace_id, span.context.span_id)
+    attributes = record.attributes or {}
+    assert _content(attributes) == CHAT_CAPTURED, "structured, not JSON text"
+    assert attributes["gen_ai.operation.name"] == "chat" and attributes["gen_ai.provider.name"] == "openai"
+    assert attributes["gen_ai.request.model"] == MODEL
+    assert attributes["gen_ai.usage.input_tokens"] == CHAT_USAGE["prompt_tokens"]
+    assert attributes["gen_ai.response.finish_reasons"] == ("tool_calls",)
+
+
+def test_span_and_event_puts_content_in_both(
+    telemetry: Telemetry, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CAPTURE_CONTENT_ENV, "SPAN_AND_EVENT")
+    for _ in client.chat.completions.create(model=MODEL, messages=CHAT_HISTORY[:2], stream=True):
+        pass
+    span_content = _content(telemetry.span().attributes)
+    (event,) = telemetry.events()
+    assert span_content == _content(event.log_record.attributes)
+    assert span_content["gen_ai.output.messages"] == [
+        {"role": "assistant", "parts": [{"type": "text", "content": REPLY_TEXT}], "finish_reason": "stop"}]
+
+
+def test_responses_api_instructions_are_system_instructions(
+    telemetry: Telemetry, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CAPTURE_CONTENT_ENV, "SPAN_ONLY")
+    tools: Any = [{"type": "function", "name": "get_weather", "description": "Weather now", "parameters": WEATHER},
+                  {"type": "web_search"}]
+    client.responses.create(model=MODEL, instructions="Be brief.", input="Weather?", tools=tools)
+    client.responses.create(model=MODEL, input=[
+        {"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+    ])
+    with_tools, history = telemetry.spans.get_finished_spans()
+    assert _content(with_tools.attributes) == {
+        "gen_ai.system_instructions": [{"type": "text", "content": "Be brief."}],
+        "gen_ai.input.messages": [{"role": "user", "parts": [{"type": "text", "content": "Weather?"}]}],
+        "gen_ai.tool.definitions": [WEATHER_TOOL, {"type": "web_search", "name": "web_search"}],
+        "gen_ai.output.messages": [{"role": "assistant", "finish_reason": "tool_call", "parts": [
+            {"type": "tool_call", "id": "call_fake_1", "name": "get_weather", "arguments": TOOL_INPUT}]}],
+    }
+    assert _content(history.attributes) == {
+        "gen_ai.input.messages": [
+            {"role": "user", "parts": [{"type": "text", "content": "Weather?"}]},
+            {"role": "assistant", "parts": [{"type": "tool_call", "id": "call_1", "name": "get_weather",
+                                             "arguments": {"city": "Paris"}}]},
+            {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1", "response": "sunny"}]},
+        ],
+        "gen_ai.output.messages": [{"role": "assistant", "finish_reason": "stop",
+                                    "parts": [{"type": "text", "content": REPLY_TEXT}]}],
+    }
+
+
+def test_anthropic_system_blocks_tools_and_tool_results(
+    telemetry: Telemetry, claude: anthropic.Anthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CAPTURE_CONTENT_ENV, "SPAN_ONLY")
+    claude.messages.create(
+        model=CLAUDE, max_tokens=64,
+        system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        tools=[{"name": "get_weather", "description": "Weather now", "input_schema": WEATHER}],
+        messages=[
+            {"role": "user", "content": [
+                {"type": "text", "text": "Weather?"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"}}]},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "Ask the tool.", "signature": "sig"},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]},
+        ],
+    )
+    captured = _content(telemetry.span().attributes)
+    assert captured["gen_ai.system_instructions"] == [{"type": "text", "content": "Be brief."}]
+    assert captured["gen_ai.tool.definitions"] == [WEATHER_TOOL]
+    assert captured["gen_ai.input.messages"] == [
+        {"role": "user", "parts": [
+            {"type": "text", "content": "Weather?"},
+            {"type": "blob", "modality": "image", "mime_type": "image/png", "content": "iVBORw0K"}]},
+        {"role": "assistant", "parts": [
+            {"type": "reasoning", "content": "Ask the tool."},
+            {"type": "tool_call", "id": "toolu_1", "name": "get_weather", "arguments": {"city": "Paris"}}]},
+        {"role": "user", "parts": [{"type": "tool_call_response", "id": "toolu_1", "response": "sunny"}]},
+    ]
+    (answer,) = captured["gen_ai.output.messages"]
+    assert answer["finish_reason"] == "tool_call", "Anthropic's tool_use stop reason, in the conventions' words"
+    (part,) = answer["parts"]
+    assert part["type"] == "tool_call" and part["name"] == "get_weather" and part["arguments"] == TOOL_INPUT
+
+
+# -- metrics ------------------------------------------------------------------------------------------
+
+TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
+DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+
+
+def test_metrics_once_per_call_with_the_recommended_attributes_and_buckets(
+    telemetry: Telemetry, client: openai.OpenAI, claude: anthropic.Anthropic, fake: FakeLLMServer
+) -> None:
+    client.chat.completions.create(model=MODEL, messages=CHAT_HISTORY[:2])
+    with claude.messages.stream(model=CLAUDE, max_tokens=64, messages=[{"role": "user", "content": "hi"}]) as stream:
+        stream.until_done()
+    fake.fail_next(500)
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model=MODEL, messages=CHAT_HISTORY[:2])
+
+    unit, durations = telemetry.histogram("gen_ai.client.operation.duration")
+    assert unit == {"s"}
+    assert all(list(point.explicit_bounds) == DURATION_BUCKETS for point in durations)
+    by_model = {(point.attributes or {}).get("gen_ai.response.model"): point for point in durations}
+    assert sum(point.count for point in durations) == 3, "one duration per call, a stream's too"
+    chat, streamed, failed = by_model[MODEL + "-2024-07-18"], by_model[CLAUDE + "-20241022"], by_model[None]
+    assert dict(chat.attributes or {}) == {
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": MODEL,
+        "gen_ai.response.model": MODEL + "-2024-07-18", "server.address": "127.0.0.1",
+        "server.port": urlsplit(fake.url).port}
+    assert (streamed.attributes or {})["gen_ai.provider.name"] == "anthropic"
+    assert (failed.attributes or {})["error.type"] == "InternalServerError"
+
+    unit, tokens = telemetry.histogram("gen_ai.client.token.usage")
+    assert unit == {"{token}"}
+    assert all(list(point.explicit_bounds) == TOKEN_BUCKETS for point in tokens)
+    counts = {((point.attributes or {})["gen_ai.provider.name"], (point.attributes or {})["gen_ai.token.type"]):
+              (point.count, point.sum) for point in tokens}
+    assert counts == {
+        ("openai", "input"): (1, CHAT_USAGE["prompt_tokens"]),
+        ("openai", "output"): (1, CHAT_USAGE["completion_tokens"]),
+        ("anthropic", "input"): (1, ANTHROPIC_USAGE["input_tokens"]),
+        ("anthropic", "output"): (1, ANTHROPIC_USAGE["output_tokens"]),
+    }, "a failed call reports no tokens"
+
+
+def test_responses_tokens_and_no_metrics_when_suppressed(telemetry: Telemetry, client: openai.OpenAI) -> None:
+    with suppress_instrumentation():
+        client.responses.create(model=MODEL, input="hi")
+    assert telemetry.histogram("gen_ai.client.operation.duration") == (set(), [])
+    client.responses.create(model=MODEL, input="hi")
+    _, tokens = telemetry.histogram("gen_ai.client.token.usage")
+    assert sorted((point.attributes or {})["gen_ai.token.type"] for point in tokens) == ["input", "output"]
+    assert sum(point.sum for point in tokens) == RESPONSES_USAGE["input_tokens"] + RESPONSES_USAGE["output_tokens"]
