@@ -30,6 +30,9 @@ INSTRUMENTORS: dict[str, str] = {
     "ollama": "agentsight.instrumentation.ollama:OllamaInstrumentor",
     "langchain": "agentsight.instrumentation.langchain:LangChainInstrumentor",
     "llama_index": "agentsight.instrumentation.llama_index:LlamaIndexInstrumentor",
+    "google_genai": "agentsight.instrumentation.google_genai:GoogleGenAIInstrumentor",
+    "cohere": "agentsight.instrumentation.cohere:CohereInstrumentor",
+    "botocore": "agentsight.instrumentation.botocore:BotocoreInstrumentor",
 }
 """Library name -> ``module:class`` of its instrumentor (entry point ``agentsight_<library>``)."""
 
@@ -37,6 +40,7 @@ HOOK_MODULES: dict[str, tuple[str, ...]] = {
     "langchain": ("langchain_core",),
     "llama_index": ("llama_index.core",),
     "mistralai": ("mistralai", "mistralai.client"),
+    "google_genai": ("google.genai",),
 }
 """The modules whose import instruments a library, where it is not (only) the library's name.
 

@@ -1,0 +1,219 @@
+"""Amazon Bedrock runtime instrumentation through ``botocore`` (so ``boto3``): ``Converse``, ``ConverseStream``
+and ``InvokeModel``.
+
+botocore makes its client classes at run time, all on ``BaseClient``: its ``_make_api_call`` is wrapped,
+and only a ``bedrock-runtime`` client's model operations become model calls (every other call runs as it
+is). A ``ConverseStream`` answer's ``stream`` is handed back wrapped, so the call ends once, when the stream
+does; an ``InvokeModel`` answer's ``body`` is read to describe it and handed back as a fresh body holding the
+same bytes. ``InvokeModel`` bodies are described when they are Anthropic Messages or Converse-shaped
+(Amazon Nova). Nothing from ``botocore`` is imported until ``instrument()``: this module loads whether or
+not the library is installed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Collection, Mapping
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+import wrapt
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+from agentsight.instrumentation.anthropic import _describe as describe_message
+from agentsight.instrumentation.genai import (
+    ModelCall,
+    attribute_value,
+    field,
+    start_model_call,
+    text_list,
+    unwrap_method,
+    wrap_method,
+)
+from agentsight.instrumentation.streams import StreamWrapper
+from agentsight.spans import semconv as sc
+
+PROVIDER = "aws.bedrock"
+SERVICE = "bedrock-runtime"
+_CONVERSE, _CONVERSE_STREAM, _INVOKE = "Converse", "ConverseStream", "InvokeModel"
+OPERATIONS = frozenset({_CONVERSE, _CONVERSE_STREAM, _INVOKE})
+"""The ``bedrock-runtime`` operations recorded as model calls."""
+_SURFACE = ("botocore.client", "BaseClient", "_make_api_call")
+# Request attributes of a Converse call: attribute -> field of its ``inferenceConfig``; of an Anthropic body.
+_INFERENCE_FIELDS = {
+    sc.GEN_AI_REQUEST_MAX_TOKENS: "maxTokens",
+    sc.GEN_AI_REQUEST_TEMPERATURE: "temperature",
+    sc.GEN_AI_REQUEST_TOP_P: "topP",
+}
+_BODY_FIELDS = {
+    sc.GEN_AI_REQUEST_MAX_TOKENS: "max_tokens",
+    sc.GEN_AI_REQUEST_TEMPERATURE: "temperature",
+    sc.GEN_AI_REQUEST_TOP_P: "top_p",
+    sc.GEN_AI_REQUEST_TOP_K: "top_k",
+}
+_CACHE_FIELDS = ("cacheReadInputTokens", "cacheWriteInputTokens")
+
+
+class BotocoreInstrumentor(BaseInstrumentor):
+    """Instruments ``botocore``'s Amazon Bedrock runtime client (entry point ``agentsight_botocore``)."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        """The ``botocore`` versions with the Converse API, whose ``BaseClient._make_api_call`` is wrapped here."""
+        return ("botocore >= 1.34.116, < 2",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        tracer = trace.get_tracer(__name__, tracer_provider=kwargs.get("tracer_provider"))
+        wrap_method(*_SURFACE, partial(_start, tracer), _finish)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        unwrap_method(*_SURFACE)
+
+
+def _start(tracer: trace.Tracer, client: Any, arguments: Mapping[str, Any]) -> ModelCall | None:
+    operation = arguments.get("operation_name")
+    meta = getattr(client, "meta", None)
+    if operation not in OPERATIONS or getattr(getattr(meta, "service_model", None), "service_name", None) != SERVICE:
+        return None
+    params = arguments.get("api_params")
+    params = params if isinstance(params, Mapping) else {}
+    model = params.get("modelId")
+    request = _server_attributes(getattr(meta, "endpoint_url", None))
+    if operation == _INVOKE:
+        body = _json(params.get("body"))
+        request.update({key: attribute_value(field(body, name)) for key, name in _BODY_FIELDS.items()})
+        request[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = text_list(field(body, "stop_sequences"))
+        messages = field(body, "messages")
+    else:
+        config = params.get("inferenceConfig")
+        request.update({key: attribute_value(field(config, name)) for key, name in _INFERENCE_FIELDS.items()})
+        request[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = text_list(field(config, "stopSequences"))
+        request[sc.LLM_STREAMING] = True if operation == _CONVERSE_STREAM else None
+        messages = params.get("messages")
+    return start_model_call(tracer, "chat", PROVIDER, model if isinstance(model, str) else None, request, messages)
+
+
+def _server_attributes(url: Any) -> dict[str, Any]:
+    """``server.address`` / ``server.port`` of the client's endpoint."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except Exception:  # a client whose URL cannot be had: the call is still recorded
+        return {}
+    return {sc.SERVER_ADDRESS: parts.hostname, sc.SERVER_PORT: port} if parts.hostname else {}
+
+
+def _json(body: Any) -> Any:
+    """An ``InvokeModel`` body (text or bytes of JSON) parsed, else ``None`` (a file, or not JSON)."""
+    try:
+        return json.loads(body) if isinstance(body, (str, bytes, bytearray)) else None
+    except ValueError:
+        return None
+
+
+def _finish(call: ModelCall, result: Any, arguments: Mapping[str, Any]) -> Any:
+    operation = arguments.get("operation_name")
+    model = field(arguments.get("api_params"), "modelId")
+    if operation == _CONVERSE_STREAM and isinstance(result, dict) and result.get("stream") is not None:
+        accumulator = _StreamAccumulator(call, model, _request_id(result))
+        result["stream"] = StreamWrapper(_Iterating(result["stream"]), call, accumulator.add, accumulator.record)
+        return result
+    if operation == _INVOKE and isinstance(result, dict):
+        _describe_invoke(call, result, model)
+    elif isinstance(result, Mapping):
+        _describe(call, result, model, _request_id(result))
+    call.end()
+    return result
+
+
+def _request_id(result: Any) -> Any:
+    return field(field(result, "ResponseMetadata"), "RequestId")
+
+
+def _describe(call: ModelCall, response: Mapping[str, Any], model: Any, response_id: Any) -> None:
+    """Record a Converse answer (or what a stream's events added up to, or a Converse-shaped model body)."""
+    usage = field(response, "usage")
+    input_tokens = field(usage, "inputTokens")
+    if isinstance(input_tokens, int):  # Bedrock counts cache reads and writes apart from inputTokens
+        input_tokens += sum(field(usage, key) or 0 for key in _CACHE_FIELDS)
+    message = field(field(response, "output"), "message")
+    uses = [field(block, "toolUse") for block in field(message, "content") or []]
+    reason = field(response, "stopReason")
+    call.record_response(
+        model=model,
+        response_id=response_id,
+        finish_reasons=[reason] if isinstance(reason, str) else [],
+        input_tokens=input_tokens if isinstance(input_tokens, int) else None,
+        output_tokens=field(usage, "outputTokens"),
+        cache_read_tokens=field(usage, "cacheReadInputTokens"),
+        cache_write_tokens=field(usage, "cacheWriteInputTokens"),
+        tool_calls=[name for use in uses if isinstance(name := field(use, "name"), str)],
+        output_messages=[message] if message is not None else None,
+    )
+
+
+def _describe_invoke(call: ModelCall, result: dict[str, Any], model: Any) -> None:
+    """Read an ``InvokeModel`` body, give the caller a fresh one with the same bytes, and record what it says."""
+    body = result.get("body")
+    if body is None or not hasattr(body, "read"):
+        return
+    data = body.read()
+    result["body"] = _fresh_body(data)
+    answer = _json(data)
+    if not isinstance(answer, dict):
+        return
+    if "output" in answer:
+        _describe(call, answer, model, _request_id(result))
+    else:
+        describe_message(call, answer)
+
+
+def _fresh_body(data: bytes) -> Any:
+    from botocore.response import StreamingBody
+
+    return StreamingBody(io.BytesIO(data), len(data))
+
+
+class _Iterating(wrapt.ObjectProxy):  # type: ignore[misc]
+    """botocore's ``EventStream`` (iterable, not an iterator) as an iterator, everything else passed through."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._self_events = iter(stream)
+
+    def __iter__(self) -> _Iterating:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._self_events)
+
+
+class _StreamAccumulator:
+    """Adds up a ConverseStream's events into the Converse answer they spell."""
+
+    def __init__(self, call: ModelCall, model: Any, response_id: Any) -> None:
+        self._call, self._model, self._response_id = call, model, response_id
+        self._response: dict[str, Any] = {}
+        self._text: list[str] = []
+        self._tool_uses: list[Any] = []
+
+    def add(self, event: Any) -> None:
+        """Take what one event adds."""
+        if not isinstance(event, Mapping):
+            return
+        text = field(field(event.get("contentBlockDelta"), "delta"), "text")
+        self._text.extend([text] if isinstance(text, str) else [])
+        tool_use = field(field(event.get("contentBlockStart"), "start"), "toolUse")
+        self._tool_uses.extend([tool_use] if tool_use is not None else [])
+        if "messageStop" in event:
+            self._response["stopReason"] = field(event["messageStop"], "stopReason")
+        if "metadata" in event:
+            self._response["usage"] = field(event["metadata"], "usage")
+
+    def record(self) -> None:
+        """Record the whole stream on the span (called once, as it ends)."""
+        content = [{"toolUse": use} for use in self._tool_uses] + [{"text": "".join(self._text)}]
+        output = {"message": {"role": "assistant", "content": content}}
+        _describe(self._call, {**self._response, "output": output}, self._model, self._response_id)
