@@ -13,8 +13,8 @@ streams AWS event-stream frames). It speaks enough of each provider's wire forma
 clients to parse: OpenAI chat completions (``n`` choices, interleaved when streamed), Responses and
 embeddings (Groq's chat completions and
 embeddings are OpenAI's, under ``/openai``, with Groq's ``x_groq`` usage on a stream's last chunk),
-Anthropic messages, Mistral chat completions (usage always on a stream's last chunk) and embeddings,
-and Ollama chat (NDJSON when streamed) and embed, each with and without ``stream``, plus
+Anthropic messages, Mistral chat, FIM and agents completions (usage always on a stream's last chunk) and
+embeddings, and Ollama chat and generate (NDJSON when streamed) and embed, each with and without ``stream``, plus
 provider-shaped error answers.
 
 Replies are deterministic: the text is :attr:`FakeLLMServer.reply_text` (streamed as
@@ -690,6 +690,13 @@ class FakeLLMServer:
         frames.append(("post", _ndjson_line(answer({"content": ""}, done=True))))
         return frames
 
+    def _ollama_generate(self, body: dict[str, Any], number: int) -> dict[str, Any] | list[tuple[Phase, bytes]]:
+        """Ollama's generate: the chat answer (or its lines) with the text as ``response``, no ``message``."""
+        answer = self._ollama_chat({"model": body.get("model"), "stream": body.get("stream")}, number)
+        if isinstance(answer, dict):
+            return _as_generated(answer)
+        return [(phase, _ndjson_line(_as_generated(json.loads(line)))) for phase, line in answer]
+
     def _ollama_embed(self, body: dict[str, Any], number: int) -> dict[str, Any]:
         given = body.get("input")
         count = len(given) if isinstance(given, list) else 1
@@ -711,7 +718,10 @@ _ROUTES = {
     "/openai/v1/embeddings": FakeLLMServer._embeddings,
     _MISTRAL_PREFIX + "/v1/chat/completions": FakeLLMServer._mistral_chat,
     _MISTRAL_PREFIX + "/v1/embeddings": FakeLLMServer._mistral_embeddings,
+    _MISTRAL_PREFIX + "/v1/fim/completions": FakeLLMServer._mistral_chat,  # FIM answers are chat-shaped
+    _MISTRAL_PREFIX + "/v1/agents/completions": FakeLLMServer._mistral_chat,
     _OLLAMA_PREFIX + "chat": FakeLLMServer._ollama_chat,
+    _OLLAMA_PREFIX + "generate": FakeLLMServer._ollama_generate,
     _OLLAMA_PREFIX + "embed": FakeLLMServer._ollama_embed,
     **llm_cohere.ROUTES,
 }
@@ -751,6 +761,13 @@ def _error_provider(path: str) -> Literal["openai", "anthropic", "ollama"]:
         if pattern.fullmatch(path):
             return provider
     return "ollama" if path.startswith(_OLLAMA_PREFIX) else "openai"
+
+
+def _as_generated(chat_answer: dict[str, Any]) -> dict[str, Any]:
+    """An Ollama chat answer (or streamed line) as generate's: ``response`` text, and ``context`` when done."""
+    generated = {key: value for key, value in chat_answer.items() if key != "message"}
+    generated["response"] = chat_answer["message"]["content"]
+    return {**generated, "context": [1, 2, 3]} if generated["done"] else generated
 
 
 def _first_tool_name(tools: object) -> str | None:

@@ -28,6 +28,7 @@ INSTRUMENTORS: dict[str, str] = {
     "groq": "agentsight.instrumentation.groq:GroqInstrumentor",
     "mistralai": "agentsight.instrumentation.mistralai:MistralAIInstrumentor",
     "ollama": "agentsight.instrumentation.ollama:OllamaInstrumentor",
+    "litellm": "agentsight.instrumentation.litellm:LiteLLMInstrumentor",
     "langchain": "agentsight.instrumentation.langchain:LangChainInstrumentor",
     "llama_index": "agentsight.instrumentation.llama_index:LlamaIndexInstrumentor",
     "google_genai": "agentsight.instrumentation.google_genai:GoogleGenAIInstrumentor",

@@ -1,8 +1,10 @@
-"""Mistral AI client instrumentation: ``chat.complete`` / ``chat.stream`` and ``embeddings.create``, sync and async.
+"""Mistral AI client instrumentation: ``chat``, ``fim`` and ``agents`` (``complete`` / ``stream``) and
+``embeddings.create``, sync and async.
 
-Wraps the SDK's ``Chat`` and ``Embeddings`` methods by module path: ``mistralai.client.chat`` from
+Wraps the SDK's ``Chat``, ``Fim``, ``Agents`` and ``Embeddings`` methods by module path: ``mistralai.client.chat`` from
 ``mistralai`` 2 on, ``mistralai.chat`` before. The ``parse`` helpers go through ``complete`` / ``stream`` and
-so are covered once. The SDK's own tracing span (when its telemetry is on) starts inside ours and so is
+so are covered once. A FIM call is a ``text_completion``; an agents call is a ``chat`` naming no model
+but its ``gen_ai.agent.id``. The SDK's own tracing span (when its telemetry is on) starts inside ours and so is
 never counted in a turn a second time. Nothing from ``mistralai`` is imported until ``instrument()``:
 this module loads whether or not the library is installed.
 """
@@ -18,7 +20,9 @@ from urllib.parse import urlsplit
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
+from agentsight.instrumentation.content import MISTRAL_CHAT, Prompt
 from agentsight.instrumentation.genai import (
+    GenAITracer,
     ModelCall,
     attribute_value,
     field,
@@ -40,10 +44,18 @@ SURFACES: tuple[tuple[str, str, str, str, bool], ...] = (
     ("chat", "Chat", "complete_async", _CHAT, False),
     ("chat", "Chat", "stream", _CHAT, True),
     ("chat", "Chat", "stream_async", _CHAT, True),
+    ("fim", "Fim", "complete", sc.OPERATION_TEXT_COMPLETION, False),
+    ("fim", "Fim", "complete_async", sc.OPERATION_TEXT_COMPLETION, False),
+    ("fim", "Fim", "stream", sc.OPERATION_TEXT_COMPLETION, True),
+    ("fim", "Fim", "stream_async", sc.OPERATION_TEXT_COMPLETION, True),
+    ("agents", "Agents", "complete", _CHAT, False),
+    ("agents", "Agents", "complete_async", _CHAT, False),
+    ("agents", "Agents", "stream", _CHAT, True),
+    ("agents", "Agents", "stream_async", _CHAT, True),
     ("embeddings", "Embeddings", "create", sc.OPERATION_EMBEDDINGS, False),
     ("embeddings", "Embeddings", "create_async", sc.OPERATION_EMBEDDINGS, False),
 )
-# Request attributes of a chat call: attribute -> argument.
+# Request attributes of a chat, FIM or agents call: attribute -> argument.
 _CHAT_ARGUMENTS = {
     sc.GEN_AI_REQUEST_MAX_TOKENS: "max_tokens",
     sc.GEN_AI_REQUEST_TEMPERATURE: "temperature",
@@ -60,11 +72,11 @@ class MistralAIInstrumentor(BaseInstrumentor):
     """Instruments ``mistralai`` (entry point ``agentsight_mistralai``)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        """The ``mistralai`` versions whose ``Chat`` / ``Embeddings`` layout is wrapped here."""
+        """The ``mistralai`` versions whose ``Chat`` / ``Fim`` / ``Agents`` / ``Embeddings`` layout is wrapped here."""
         return ("mistralai >= 1.2, < 4",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        tracer = trace.get_tracer(__name__, tracer_provider=kwargs.get("tracer_provider"))
+        tracer = GenAITracer(__name__, kwargs)
         package = _package()
         for module, cls, method, operation, streams in SURFACES:
             wrap_method(f"{package}.{module}", cls, method, partial(_start, tracer, operation),
@@ -93,13 +105,20 @@ def _start(tracer: trace.Tracer, operation: str, instance: Any, arguments: Mappi
     model = arguments.get("model")
     request: dict[str, Any] = _server_attributes(instance, arguments)
     messages = None
-    if operation == _CHAT:
+    if operation == sc.OPERATION_EMBEDDINGS:
+        request[sc.GEN_AI_REQUEST_ENCODING_FORMATS] = text_list(arguments.get("encoding_format"))
+    else:
         request.update({key: attribute_value(arguments.get(name)) for key, name in _CHAT_ARGUMENTS.items()})
         request[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = text_list(arguments.get("stop"))
-        messages = arguments.get("messages")
-    else:
-        request[sc.GEN_AI_REQUEST_ENCODING_FORMATS] = text_list(arguments.get("encoding_format"))
+        request[sc.GEN_AI_AGENT_ID] = attribute_value(arguments.get("agent_id"))
+        messages = Prompt(MISTRAL_CHAT, arguments) if operation == _CHAT else _prompt_messages(arguments)
     return start_model_call(tracer, operation, PROVIDER, model if isinstance(model, str) else None, request, messages)
+
+
+def _prompt_messages(arguments: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A FIM call's prompt, and the suffix to fill up to, as the text parts of a user message (for content capture)."""
+    texts = [text for text in (arguments.get("prompt"), arguments.get("suffix")) if isinstance(text, str)]
+    return [{"role": "user", "content": texts}]
 
 
 def _server_attributes(instance: Any, arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,9 +144,9 @@ def _finish(operation: str, streams: bool, call: ModelCall, result: Any, argumen
 
 
 def _describe(call: ModelCall, response: Any, operation: str) -> None:
-    """Record a chat completion or embeddings response (or what a stream's chunks added up to)."""
+    """Record a chat, FIM or agents completion or an embeddings response (or what a stream's chunks added up to)."""
     usage = field(response, "usage")
-    if operation != _CHAT:
+    if operation == sc.OPERATION_EMBEDDINGS:
         call.record_response(model=field(response, "model"), response_id=field(response, "id"),
                              input_tokens=field(usage, "prompt_tokens"))
         return

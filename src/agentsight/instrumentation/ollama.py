@@ -1,10 +1,11 @@
-"""Ollama client instrumentation: ``chat`` (plain and ``stream=True``) and ``embed``.
+"""Ollama client instrumentation: ``chat`` and ``generate`` (plain and ``stream=True``) and ``embed``.
 
-Wraps ``Client`` / ``AsyncClient`` methods by module path (``ollama._client``). The module-level
-functions (``ollama.chat(...)``, ``ollama.embed(...)``) are the default client's methods bound when
-``ollama`` was imported, so they are bound again, to the wrapped methods, and back on uninstrument;
+Wraps ``Client`` / ``AsyncClient`` methods by module path (``ollama._client``). The module-level functions
+(``ollama.chat(...)``, ``ollama.generate(...)``, ``ollama.embed(...)``) are the default client's methods bound
+when ``ollama`` was imported, so they are bound again, to the wrapped methods, and back on uninstrument;
 names imported from ``ollama`` before ``instrument()`` (``from ollama import chat``) keep the old ones.
-A streamed chat sends its request when iteration starts, so the call's span is not current during it.
+A streamed call sends its request when iteration starts, so the call's span is not current during it.
+``generate`` is a ``text_completion`` (the GenAI conventions' name for a prompt completed without chat roles).
 Nothing from ``ollama`` is imported until ``instrument()``: this module loads whether or not the library
 is installed.
 """
@@ -19,7 +20,9 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
+from agentsight.instrumentation.content import OLLAMA_CHAT, Prompt
 from agentsight.instrumentation.genai import (
+    GenAITracer,
     ModelCall,
     attribute_value,
     field,
@@ -39,11 +42,13 @@ _CHAT = "chat"
 SURFACES: tuple[tuple[str, str, str], ...] = (
     ("Client", "chat", _CHAT),
     ("AsyncClient", "chat", _CHAT),
+    ("Client", "generate", sc.OPERATION_TEXT_COMPLETION),
+    ("AsyncClient", "generate", sc.OPERATION_TEXT_COMPLETION),
     ("Client", "embed", sc.OPERATION_EMBEDDINGS),
     ("AsyncClient", "embed", sc.OPERATION_EMBEDDINGS),
 )
 # The module-level functions that are the default client's bound methods.
-_MODULE_FUNCTIONS = ("chat", "embed")
+_MODULE_FUNCTIONS = ("chat", "generate", "embed")
 # Request attributes from the ``options`` Ollama takes: attribute -> option.
 _OPTIONS = {
     sc.GEN_AI_REQUEST_MAX_TOKENS: "num_predict",
@@ -65,7 +70,7 @@ class OllamaInstrumentor(BaseInstrumentor):
         return ("ollama >= 0.4, < 0.7",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        tracer = trace.get_tracer(__name__, tracer_provider=kwargs.get("tracer_provider"))
+        tracer = GenAITracer(__name__, kwargs)
         for cls, method, operation in SURFACES:
             wrap_method(MODULE, cls, method, partial(_start, tracer, operation), partial(_finish, operation))
         _bind_module_functions()
@@ -91,15 +96,21 @@ def _start(tracer: trace.Tracer, operation: str, instance: Any, arguments: Mappi
     options = arguments.get("options")
     request: dict[str, Any] = dict(server_attributes(instance))
     messages = None
-    if operation == _CHAT:
+    if operation != sc.OPERATION_EMBEDDINGS:
         request.update({key: attribute_value(field(options, option)) for key, option in _OPTIONS.items()})
-        messages = arguments.get("messages")
+        messages = Prompt(OLLAMA_CHAT, arguments) if operation == _CHAT else _prompt_messages(arguments)
     return start_model_call(tracer, operation, PROVIDER, model if isinstance(model, str) else None, request, messages)
 
 
+def _prompt_messages(arguments: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A ``generate`` call's system text and prompt as chat-shaped input messages (for content capture)."""
+    given = (("system", arguments.get("system")), ("user", arguments.get("prompt")))
+    return [{"role": role, "content": text} for role, text in given if isinstance(text, str) and text]
+
+
 def _finish(operation: str, call: ModelCall, result: Any, arguments: Mapping[str, Any]) -> Any:
-    if operation == _CHAT and arguments.get("stream") is True:
-        accumulator = _StreamAccumulator(call)
+    if operation != sc.OPERATION_EMBEDDINGS and arguments.get("stream") is True:
+        accumulator = _StreamAccumulator(call, operation)
         return StreamWrapper(result, call, accumulator.add, accumulator.record)
     _describe(call, result)
     call.end()
@@ -107,8 +118,11 @@ def _finish(operation: str, call: ModelCall, result: Any, arguments: Mapping[str
 
 
 def _describe(call: ModelCall, response: Any) -> None:
-    """Record a chat or embed response (or what a stream's parts added up to)."""
+    """Record a chat, generate or embed response (or what a stream's parts added up to)."""
     message = field(response, "message")
+    text = field(response, "response")
+    if message is None and isinstance(text, str):  # a generate answer: its text as the assistant's message
+        message = {"role": "assistant", "content": text}
     done_reason = field(response, "done_reason")
     call.record_response(
         model=field(response, "model"),
@@ -122,10 +136,11 @@ def _describe(call: ModelCall, response: Any) -> None:
 
 
 class _StreamAccumulator:
-    """Adds up a streamed chat's parts: the text, the tool calls, and the last part's counts."""
+    """Adds up a streamed chat's or generate's parts: the text, the tool calls, and the last part's counts."""
 
-    def __init__(self, call: ModelCall) -> None:
+    def __init__(self, call: ModelCall, operation: str) -> None:
         self._call = call
+        self._operation = operation
         self._last: Any = None
         self._text: list[str] = []
         self._tool_calls: list[Any] = []
@@ -134,7 +149,7 @@ class _StreamAccumulator:
         """Take what one part adds."""
         self._last = part
         message = field(part, "message")
-        content = field(message, "content")
+        content = field(part, "response") if message is None else field(message, "content")
         if isinstance(content, str):
             self._text.append(content)
         self._tool_calls.extend(field(message, "tool_calls") or [])
@@ -143,8 +158,12 @@ class _StreamAccumulator:
         """Record the whole stream on the span (called once, as it ends)."""
         if self._last is None:
             return
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(self._text)}
-        if self._tool_calls:
-            message["tool_calls"] = self._tool_calls
         counts = ("model", "done_reason", "prompt_eval_count", "eval_count")
-        _describe(self._call, {**{key: field(self._last, key) for key in counts}, "message": message})
+        whole: dict[str, Any] = {key: field(self._last, key) for key in counts}
+        if self._operation == _CHAT:
+            whole["message"] = {"role": "assistant", "content": "".join(self._text)}
+            if self._tool_calls:
+                whole["message"]["tool_calls"] = self._tool_calls
+        else:
+            whole["response"] = "".join(self._text)
+        _describe(self._call, whole)
