@@ -1,6 +1,7 @@
 """Raw and streaming responses (``with_raw_response``, ``with_streaming_response``), however their body is read,
-and the frameworks that read them (the OpenAI Agents SDK's ``Runner.run_streamed``, langchain-anthropic's
-``stream()``): each call counts once in its turn with its tokens. The real clients, over HTTP to the stand-in
+the frameworks that read them (the OpenAI Agents SDK's ``Runner.run_streamed``, langchain-anthropic's
+``stream()``), and Anthropic's ``beta.messages``: each call counts once in its turn with its tokens;
+``count_tokens`` is a call that adds none. The real clients, over HTTP to the stand-in
 model, delivering to the local AgentSight."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from agentsight import ConversationTracker
 from agentsight.dev import DevServer
-from agentsight.dev.local_llm import FakeLLMServer
+from agentsight.dev.local_llm import ANTHROPIC_USAGE, FakeLLMServer
 from agentsight.instrumentation.anthropic import AnthropicInstrumentor
 from agentsight.instrumentation.openai import OpenAIInstrumentor
 from tests.conftest import instrumented
@@ -240,6 +241,61 @@ def test_a_response_never_read_still_ends_once(
     tokens, calls = _turn(tracker, api, "conv-unread", unread)
     assert calls == [f"chat openai/{GPT}", f"chat anthropic/{CLAUDE}", f"chat anthropic/{CLAUDE}"]
     assert tokens["total_tokens"] == 0
+
+
+# -- Anthropic beta.messages and count_tokens ------------------------------------------------------------------
+
+
+def test_anthropic_beta_messages_count_once(
+    fake: FakeLLMServer, claude: anthropic.Anthropic, tracker: ConversationTracker, api: DevServer
+) -> None:
+    async def beta_async() -> None:
+        async with anthropic.AsyncAnthropic(base_url=fake.anthropic_base_url, api_key="test", max_retries=0) as client:
+            await client.beta.messages.create(**CLAUDE_REQUEST)
+            async with client.beta.messages.stream(**CLAUDE_REQUEST) as stream:
+                await stream.until_done()
+
+    def plain() -> None:
+        for _ in range(5):
+            claude.messages.create(**CLAUDE_REQUEST)
+
+    def beta() -> None:
+        claude.beta.messages.create(**CLAUDE_REQUEST)
+        _drain(claude.beta.messages.create(**CLAUDE_REQUEST, stream=True))
+        with claude.beta.messages.stream(**CLAUDE_REQUEST) as stream:
+            assert stream.get_final_message().usage.output_tokens > 0
+        asyncio.run(beta_async())
+
+    _same_as_plain(tracker, api, plain, beta)
+
+
+def test_anthropic_count_tokens_is_a_call_without_usage(
+    fake: FakeLLMServer, claude: anthropic.Anthropic, tracker: ConversationTracker, api: DevServer,
+    spans: InMemorySpanExporter,
+) -> None:
+    async def count_async() -> None:
+        async with anthropic.AsyncAnthropic(base_url=fake.anthropic_base_url, api_key="test", max_retries=0) as client:
+            assert (await client.messages.count_tokens(model=CLAUDE, messages=MESSAGES)).input_tokens > 0
+
+    def count() -> None:
+        assert claude.messages.count_tokens(model=CLAUDE, messages=MESSAGES).input_tokens > 0
+        assert claude.beta.messages.count_tokens(model=CLAUDE, messages=MESSAGES).input_tokens > 0
+        raw = claude.messages.with_raw_response.count_tokens(model=CLAUDE, messages=MESSAGES)
+        assert raw.parse().input_tokens > 0
+        asyncio.run(count_async())
+
+    count()
+    assert [request.path for request in fake.requests] == ["/v1/messages/count_tokens"] * 4
+    for span in spans.get_finished_spans():
+        assert span.name == f"count_tokens {CLAUDE}"
+        assert span.attributes["gen_ai.operation.name"] == "count_tokens"
+        assert span.attributes["gen_ai.provider.name"] == "anthropic"
+        assert span.attributes["agentsight.gen_ai.token_count"] == ANTHROPIC_USAGE["input_tokens"]
+        assert not [key for key in span.attributes if key.startswith("gen_ai.usage.")]
+    assert len(spans.get_finished_spans()) == 4
+    tokens, calls = _turn(tracker, api, "conv-count", count)
+    assert calls == [f"count_tokens anthropic/{CLAUDE}"] * 4
+    assert tokens["total_tokens"] == 0, "counting tokens generates none"
 
 
 # -- frameworks that read raw responses ----------------------------------------------------------------------

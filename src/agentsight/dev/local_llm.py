@@ -135,7 +135,7 @@ OLLAMA_DEFAULT_TAG = ":latest"
 
 _CREATED = 1_700_000_000  # fixed timestamps keep answers byte-for-byte deterministic
 _CREATED_AT = "2023-11-14T22:13:20Z"  # _CREATED as Ollama writes it
-_ANTHROPIC_PATHS = ("/v1/messages",)
+_ANTHROPIC_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
 _OLLAMA_PREFIX = "/api/"
 _MISTRAL_PREFIX = "/mistral"
 _SSE = "text/event-stream; charset=utf-8"
@@ -714,6 +714,7 @@ _ROUTES = {
     "/v1/responses": FakeLLMServer._responses,
     "/v1/embeddings": FakeLLMServer._embeddings,
     "/v1/messages": FakeLLMServer._messages,
+    "/v1/messages/count_tokens": lambda server, body, number: {"input_tokens": ANTHROPIC_USAGE["input_tokens"]},
     "/openai/v1/chat/completions": functools.partial(FakeLLMServer._chat_completions, groq=True),
     "/openai/v1/embeddings": FakeLLMServer._embeddings,
     _MISTRAL_PREFIX + "/v1/chat/completions": FakeLLMServer._mistral_chat,

@@ -1,9 +1,14 @@
-"""Anthropic client instrumentation: ``messages.create`` (plain and ``stream=True``), ``parse`` and ``stream()``.
+"""Anthropic client instrumentation: ``messages`` and ``beta.messages`` ``create`` (plain and ``stream=True``),
+``parse``, ``stream()`` and ``count_tokens``.
 
-Wraps the resource methods by module path (``Messages.create`` / ``parse`` / ``stream`` and their async
-twins). The ``stream()`` helper sends its request only when its manager is entered, so that is where its
-call starts; the helper's ``MessageStream`` reads the raw event stream, which is what gets observed, so
-``text_stream``, ``get_final_message()`` and ``until_done()`` are all covered. The client's own call span
+Wraps the resource methods by module path (``Messages.create`` / ``parse`` / ``stream`` / ``count_tokens`` and
+their async twins, in ``anthropic.resources.messages`` and ``anthropic.resources.beta.messages``). A
+``count_tokens`` call is a span of its own operation (``count_tokens``) carrying the count it answered, but no
+usage: nothing was generated, so it adds no tokens to a turn. The ``stream()`` helper sends its request only
+when its manager is entered, so that is where its call starts; the helper's ``MessageStream`` reads the raw
+event stream, which is what gets observed, so ``text_stream``, ``get_final_message()`` and ``until_done()``
+are all covered. Raw responses (``with_raw_response``, ``with_streaming_response``) are read through
+:mod:`agentsight.instrumentation.raw`. The client's own call span
 (recent releases have one) starts inside ours and so is never counted in a turn a second time.
 Nothing from ``anthropic`` is imported until ``instrument()``: this module loads whether or not the
 library is installed.
@@ -49,11 +54,13 @@ CLIENT_PROVIDERS = {
 }
 OPERATION = "chat"
 MODULE = "anthropic.resources.messages"
+BETA_MODULE = "anthropic.resources.beta.messages"
+MODULES = (MODULE, BETA_MODULE)
 
-# (class, method) of every wrapped surface; ``parse`` is wrapped where the installed release has it.
-_CREATE, _PARSE, _STREAM = "create", "parse", "stream"
+# (class, method) of every wrapped surface of each module; ``parse`` is wrapped where the installed release has it.
+_CREATE, _PARSE, _STREAM, _COUNT_TOKENS = "create", "parse", "stream", "count_tokens"
 SURFACES: tuple[tuple[str, str], ...] = tuple(
-    (cls, method) for method in (_CREATE, _PARSE, _STREAM) for cls in ("Messages", "AsyncMessages")
+    (cls, method) for method in (_CREATE, _PARSE, _STREAM, _COUNT_TOKENS) for cls in ("Messages", "AsyncMessages")
 )
 
 _CACHE_INPUT_TOKENS = ("cache_creation_input_tokens", "cache_read_input_tokens")
@@ -76,15 +83,17 @@ class AnthropicInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         tracer = GenAITracer(__name__, kwargs)
-        module = importlib.import_module(MODULE)
-        for cls, method in SURFACES:
-            if hasattr(getattr(module, cls), method):
-                wrap_function_wrapper(MODULE, f"{cls}.{method}", _wrapper(tracer, method, cls.startswith("Async")))
+        for name in MODULES:
+            module = importlib.import_module(name)
+            for cls, method in SURFACES:
+                if hasattr(getattr(module, cls), method):
+                    wrap_function_wrapper(name, f"{cls}.{method}", _wrapper(tracer, method, cls.startswith("Async")))
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        module = importlib.import_module(MODULE)
-        for cls, method in SURFACES:
-            unwrap(getattr(module, cls), method)
+        for name in MODULES:
+            module = importlib.import_module(name)
+            for cls, method in SURFACES:
+                unwrap(getattr(module, cls), method)
 
 
 def _wrapper(tracer: trace.Tracer, method: str, is_async: bool) -> Callable[..., Any]:
@@ -97,21 +106,25 @@ def _wrapper(tracer: trace.Tracer, method: str, is_async: bool) -> Callable[...,
 
         return stream_helper
 
+    describe = _describe_count if method == _COUNT_TOKENS else _describe
+
     def finish(call: ModelCall, result: Any, kwargs: Mapping[str, Any]) -> Any:
         streaming = kwargs.get("stream") is True
         if is_raw_response(result):
-            return observe_raw(result, call, streaming, _describe, _observe)
+            return observe_raw(result, call, streaming, describe, _observe)
         if streaming:
             return _observe(result, call)
-        _describe(call, result)
+        describe(call, result)
         call.end()
         return result
 
-    return model_call_wrapper(partial(_start, tracer), finish, is_async)
+    operation = sc.OPERATION_COUNT_TOKENS if method == _COUNT_TOKENS else OPERATION
+    return model_call_wrapper(partial(_start, tracer, operation=operation), finish, is_async)
 
 
 def _start(
-    tracer: trace.Tracer, instance: Any, kwargs: Mapping[str, Any], streaming: bool = False
+    tracer: trace.Tracer, instance: Any, kwargs: Mapping[str, Any], streaming: bool = False,
+    operation: str = OPERATION,
 ) -> ModelCall | None:
     """Open the call's span (``None`` when suppressed), described by the request as the client will send it.
 
@@ -129,7 +142,7 @@ def _start(
         sc.GEN_AI_REQUEST_STOP_SEQUENCES: attribute_value(params.get("stop_sequences")),
         **server_attributes(instance),
     }
-    return start_model_call(tracer, OPERATION, provider_name(instance), model if isinstance(model, str) else None,
+    return start_model_call(tracer, operation, provider_name(instance), model if isinstance(model, str) else None,
                             request, Prompt(ANTHROPIC_MESSAGES, params))
 
 
@@ -162,6 +175,13 @@ def _describe(call: ModelCall, message: Any) -> None:
         tool_calls=[name for name in tools if isinstance(name, str)],
         output_messages=[{"role": "assistant", "content": content}],
     )
+
+
+def _describe_count(call: ModelCall, counted: Any) -> None:
+    """Record what ``count_tokens`` answered (its ``input_tokens``), apart from usage."""
+    count = field(counted, "input_tokens")
+    if isinstance(count, int):
+        call.span.set_attribute(sc.GEN_AI_TOKEN_COUNT, count)
 
 
 def _observe(stream: Any, call: ModelCall) -> StreamWrapper:
