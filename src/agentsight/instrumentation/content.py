@@ -78,8 +78,10 @@ def field(value: Any, name: str) -> Any:
 
 
 def request_content(prompt: Any) -> RequestContent:
-    """The content of a request: a :class:`Prompt`, else (from a client that gives its messages only) an
-    OpenAI-like list of messages, or a mapping of such ``messages``."""
+    """The content of a request: a :class:`Prompt`, else (from a client that gives its messages only) a text,
+    a list of messages (OpenAI-like, Gemini contents, Bedrock Converse), or a mapping of such ``messages``."""
+    if isinstance(prompt, str):
+        return RequestContent([_message("user", [_text(prompt)])], [], [])
     if not isinstance(prompt, Prompt):
         prompt = Prompt(OPENAI_CHAT, prompt if isinstance(prompt, Mapping) else {"messages": prompt})
     arguments = prompt.arguments
@@ -115,13 +117,15 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-# Native finish reasons -> the conventions' values (stop, length, content_filter, tool_call, error).
+# Native finish reasons (in lower case) -> the conventions' values (stop, length, content_filter, tool_call,
+# error); others are kept, in lower case.
 _FINISH_REASONS = {
     "tool_calls": "tool_call", "function_call": "tool_call", "tool_use": "tool_call",
-    "end_turn": "stop", "stop_sequence": "stop", "completed": "stop",
+    "end_turn": "stop", "stop_sequence": "stop", "completed": "stop", "complete": "stop",
     "max_tokens": "length", "model_length": "length", "incomplete": "length",
-    "refusal": "content_filter", "failed": "error",
+    "refusal": "content_filter", "safety": "content_filter", "failed": "error",
 }
+_ROLES = {"model": "assistant", "chatbot": "assistant"}  # Gemini's and Cohere's names for the assistant
 _TEXT_TYPES = frozenset({"text", "input_text", "output_text"})
 _MEDIA_TYPES = {"image_url": "image", "input_image": "image", "image": "image", "document": "document",
                 "document_url": "document", "file": "document", "input_file": "document", "input_audio": "audio"}
@@ -129,7 +133,9 @@ _MEDIA_TYPES = {"image_url": "image", "input_image": "image", "image": "image", 
 
 def _finish_reason(reason: Any) -> str:
     """A response's finish reason in the conventions' words (``error`` when the response gave none)."""
-    return _FINISH_REASONS.get(reason, reason) if isinstance(reason, str) and reason else "error"
+    if not isinstance(reason, str) or not reason:
+        return "error"
+    return _FINISH_REASONS.get(reason.lower(), reason.lower())
 
 
 def _items(value: Any) -> Sequence[Any]:
@@ -142,7 +148,8 @@ def _fields(**values: Any) -> dict[str, Any]:
 
 
 def _message(role: Any, parts: list[dict[str, Any]], name: Any = None) -> dict[str, Any]:
-    return _fields(role=role if isinstance(role, str) else "user", parts=parts,
+    role = _ROLES.get(role, role) if isinstance(role, str) else "user"
+    return _fields(role=role, parts=parts,
                    name=name if isinstance(name, str) else None)
 
 
@@ -166,16 +173,21 @@ def _arguments(arguments: Any) -> Any:
 
 
 def _messages(messages: Any, keep_empty: bool = False) -> list[dict[str, Any]]:
-    """Chat messages (OpenAI, Mistral, Ollama, Anthropic's content blocks) in the conventions' shape."""
+    """Chat messages (OpenAI, Mistral, Ollama, Anthropic's content blocks, Gemini's parts, Bedrock's content
+    blocks; a text is a user's message) in the conventions' shape."""
     converted = []
     for message in _items(messages):
+        if isinstance(message, str):
+            converted.append(_message("user", [_text(message)]))
+            continue
         role = field(message, "role")
         if role == "tool":
             response = field(message, "content")
             parts = [_fields(type="tool_call_response", id=field(message, "tool_call_id"),
                              response=response if isinstance(response, str) else _plain(response))]
         else:
-            parts = _parts(field(message, "content"))
+            given = field(message, "content")
+            parts = _parts(field(message, "parts") if given is None else given)
             parts += [_media(image, "image") for image in _items(field(message, "images"))]
             parts += [_tool_call(call) for call in _items(field(message, "tool_calls"))]
         if keep_empty:  # an output message: the model's, whatever it holds
@@ -214,7 +226,23 @@ def _part(block: Any) -> dict[str, Any] | None:
                        response=result if isinstance(result, str) else _parts(result))
     if kind in _MEDIA_TYPES:
         return _media(block, _MEDIA_TYPES[kind])
+    if kind is None:  # Gemini's and Bedrock's parts say what they are by the one field they have
+        return _untyped_part(block)
     return {**_plain(block), "type": kind} if isinstance(kind, str) else None
+
+
+def _untyped_part(block: Any) -> dict[str, Any] | None:
+    """A Gemini part (``function_call``, ``function_response``) or Bedrock block (``toolUse``, ``toolResult``)."""
+    call = field(block, "function_call") or field(block, "toolUse")
+    if call is not None:
+        return _fields(type="tool_call", id=field(call, "id") or field(call, "toolUseId"), name=field(call, "name"),
+                       arguments=_arguments(field(call, "args") or field(call, "input")))
+    result = field(block, "function_response") or field(block, "toolResult")
+    if result is not None:
+        response = field(result, "response") or field(result, "content")
+        return _fields(type="tool_call_response", id=field(result, "id") or field(result, "toolUseId"),
+                       response=_parts(response) if isinstance(response, list) else _plain(response))
+    return None
 
 
 def _media(block: Any, modality: str) -> dict[str, Any]:
