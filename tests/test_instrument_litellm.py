@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -27,7 +29,7 @@ from agentsight.dev.local_llm import (
 from agentsight.instrumentation.anthropic import AnthropicInstrumentor
 from agentsight.instrumentation.litellm import SURFACES, LiteLLMInstrumentor
 from agentsight.instrumentation.openai import OpenAIInstrumentor
-from tests.conftest import WRAPPER, instrumented
+from tests.conftest import WRAPPER, instrumented, run_script
 
 # LiteLLM fetches its model price list over the network as it is imported, unless told to use its own copy.
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
@@ -202,6 +204,45 @@ def test_uninstrument_restores_the_functions(fake: FakeLLMServer) -> None:
     assert exporter.get_finished_spans() == (), "no span once uninstrumented"
 
 
+def test_content_captured_when_asked(
+    spans: InMemorySpanExporter, fake: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    litellm.completion(**_routes(fake)["anthropic"], messages=MESSAGES)
+    for _ in litellm.completion(**_routes(fake)["openai"], messages=MESSAGES, stream=True, tools=TOOLS):
+        pass
+    completed, streamed = spans.get_finished_spans()
+    for span in (completed, streamed):
+        assert "Where is my order?" in span.attributes["gen_ai.input.messages"]
+    assert REPLY_TEXT in completed.attributes["gen_ai.output.messages"]
+    assert "get_order" in streamed.attributes["gen_ai.output.messages"]
+    assert "get_order" in streamed.attributes["gen_ai.tool.definitions"]
+
+
+def test_instrument_applies_it_when_litellm_is_imported(tmp_path: Path) -> None:
+    result = run_script(tmp_path, """
+    import json, sys, wrapt
+    from agentsight.instrumentation import instrument
+    print(json.dumps("litellm" in instrument()))
+    import litellm
+    print(json.dumps([isinstance(vars(litellm)[name], wrapt.FunctionWrapper)
+                      for name in ("completion", "acompletion", "embedding", "aembedding")]))
+    """, {"LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [True, [True] * 4]
+
+
+def test_the_module_loads_without_litellm(tmp_path: Path) -> None:
+    result = run_script(tmp_path, """
+    import sys
+    sys.modules["litellm"] = None  # importing it fails
+    from agentsight.instrumentation.litellm import LiteLLMInstrumentor
+    print(list(LiteLLMInstrumentor().instrumentation_dependencies()))
+    """, {})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['litellm >= 1.60, < 2']"
+
+
 def _conversation(api: DevServer, conversation_id: str) -> dict[str, Any]:
     found = api.store.find_conversation(conversation_id)
     assert found is not None, f"{conversation_id} was not stored"
@@ -210,14 +251,13 @@ def _conversation(api: DevServer, conversation_id: str) -> dict[str, Any]:
     return detail
 
 
-def _direct_call(fake: FakeLLMServer, route: str) -> None:
+def _direct_call(fake: FakeLLMServer, route: str) -> Any:
     """The call LiteLLM makes, made with the provider's own SDK (instrumented by us too)."""
     if route == "openai":
-        openai.OpenAI(base_url=fake.openai_base_url, api_key="test", max_retries=0).chat.completions.create(
+        return openai.OpenAI(base_url=fake.openai_base_url, api_key="test", max_retries=0).chat.completions.create(
             model="gpt-4o-mini", messages=MESSAGES)
-    else:
-        anthropic.Anthropic(base_url=fake.url, api_key="test", max_retries=0).messages.create(
-            model="claude-3-5-haiku", messages=MESSAGES, max_tokens=64)
+    return anthropic.Anthropic(base_url=fake.url, api_key="test", max_retries=0).messages.create(
+        model="claude-3-5-haiku", messages=MESSAGES, max_tokens=64)
 
 
 @pytest.mark.parametrize("protocol", ["ingest", "rest"])
@@ -242,3 +282,30 @@ def test_a_turn_counts_each_litellm_call_once(
     assert reference["tokens"]["prompt_tokens"] > 0
     assert detail["tokens"] == {key: 2 * count for key, count in reference["tokens"].items()}, "as the SDK's, twice"
     assert spans.get_finished_spans() == (), "calls in a turn are the tracker's, not the app provider's"
+
+
+
+@pytest.mark.parametrize("protocol", ["ingest", "rest"])
+def test_an_instrumented_sdk_call_inside_litellm_counts_once(
+    spans: InMemorySpanExporter, fake: FakeLLMServer, api: DevServer, make_tracker: Any, protocol: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A LiteLLM custom provider calling the OpenAI SDK, which we instrument too: inside LiteLLM's call the
+    SDK's is silenced, so the turn has one model call, with the tokens the SDK call alone counts."""
+
+    class ViaSDK(litellm.CustomLLM):  # type: ignore[misc]
+        def completion(self, *args: Any, **kwargs: Any) -> Any:
+            return litellm.ModelResponse(**_direct_call(fake, "openai").model_dump())
+
+    monkeypatch.setattr(litellm, "custom_provider_map", [{"provider": "viasdk", "custom_handler": ViaSDK()}])
+    tracker: ConversationTracker = make_tracker(protocol=protocol)
+    with tracker.conversation("conv-reference"):
+        _direct_call(fake, "openai")
+    with tracker.conversation("conv-litellm"):
+        litellm.completion(model="viasdk/gpt-4o-mini", messages=MESSAGES)
+    assert tracker.flush(10)["complete"]
+    reference, detail = _conversation(api, "conv-reference"), _conversation(api, "conv-litellm")
+    calls = [action["action_name"] for action in detail["actions"] if action["action_name"].startswith("chat ")]
+    assert calls == ["chat viasdk/gpt-4o-mini-2024-07-18"], "LiteLLM's call, not the SDK's inside it"
+    assert reference["tokens"]["prompt_tokens"] > 0 and detail["tokens"] == reference["tokens"]
+    assert len(fake.requests) == 2
