@@ -33,7 +33,8 @@ from agentsight.dev.local_llm import (
     FakeLLMServer,
 )
 from agentsight.instrumentation.anthropic import AnthropicInstrumentor
-from agentsight.instrumentation.genai import CAPTURE_CONTENT_ENV
+from agentsight.instrumentation.content import OPENAI_CHAT, Prompt
+from agentsight.instrumentation.genai import CAPTURE_CONTENT_ENV, GenAITracer, start_model_call
 from agentsight.instrumentation.openai import OpenAIInstrumentor
 
 MODEL = "gpt-4o-mini"
@@ -62,6 +63,7 @@ class Telemetry:
     spans: InMemorySpanExporter
     logs: InMemoryLogRecordExporter
     metrics: InMemoryMetricReader
+    providers: dict[str, Any]
 
     def span(self) -> ReadableSpan:
         (span,) = self.spans.get_finished_spans()
@@ -91,7 +93,7 @@ def telemetry() -> Iterator[Telemetry]:
     for instrumentor in (OpenAIInstrumentor, AnthropicInstrumentor):
         instrumentor().instrument(**providers)
     try:
-        yield Telemetry(spans, logs, reader)
+        yield Telemetry(spans, logs, reader, providers)
     finally:
         for instrumentor in (OpenAIInstrumentor, AnthropicInstrumentor):
             instrumentor().uninstrument()
@@ -315,3 +317,25 @@ def test_responses_tokens_and_no_metrics_when_suppressed(telemetry: Telemetry, c
     _, tokens = telemetry.histogram("gen_ai.client.token.usage")
     assert sorted((point.attributes or {})["gen_ai.token.type"] for point in tokens) == ["input", "output"]
     assert sum(point.sum for point in tokens) == RESPONSES_USAGE["input_tokens"] + RESPONSES_USAGE["output_tokens"]
+
+
+class _Unreadable:
+    """A message whose fields raise when read (as a broken proxy or lazy object might)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"cannot read {name}")
+
+
+def test_content_that_cannot_be_read_is_left_out_never_raised(
+    telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CAPTURE_CONTENT_ENV, "SPAN_AND_EVENT")
+    tracer = GenAITracer(__name__, telemetry.providers)
+    call = start_model_call(tracer, "chat", "openai", MODEL, {}, Prompt(OPENAI_CHAT, {"messages": [_Unreadable()]}))
+    assert call is not None
+    call.record_response(input_tokens=3, output_messages=[_Unreadable()])
+    call.end()
+    assert not CONTENT_KEYS & set(telemetry.span().attributes or {})
+    (event,) = telemetry.events()
+    attributes = event.log_record.attributes or {}
+    assert not CONTENT_KEYS & set(attributes) and attributes["gen_ai.usage.input_tokens"] == 3

@@ -103,16 +103,18 @@ class ModelCall:
         self._shape = prompt.shape if isinstance(prompt, content.Prompt) else None
         self._content: dict[str, Any] = {}
         if self._capture:
-            request = content.request_content(prompt)
-            self._keep({sc.GEN_AI_INPUT_MESSAGES: request.messages,
-                        sc.GEN_AI_SYSTEM_INSTRUCTIONS: request.system_instructions,
-                        sc.GEN_AI_TOOL_DEFINITIONS: request.tool_definitions})
+            self._keep(lambda: _request_attributes(content.request_content(prompt)))
 
-    def _keep(self, captured: Mapping[str, list[Any]]) -> None:
-        """Content for the span (as JSON text) and for the event (structured), as the capture mode says."""
-        captured = {key: value for key, value in captured.items() if value}
-        if Capture.SPAN in self._capture:
-            self.span.set_attributes({key: content.dumps(value) for key, value in captured.items()})
+    def _keep(self, convert: Callable[[], Mapping[str, list[Any]]]) -> None:
+        """The content ``convert()`` gives, for the span (as JSON text) and for the event (structured), as the
+        capture mode says; content that cannot be read is left out, never raised into the app."""
+        try:
+            captured = {key: value for key, value in convert().items() if value}
+            if Capture.SPAN in self._capture:
+                self.span.set_attributes({key: content.dumps(value) for key, value in captured.items()})
+        except Exception:
+            logger.exception("AgentSight could not capture a model call's content")
+            return
         if Capture.EVENT in self._capture:
             self._content.update(captured)
 
@@ -153,8 +155,8 @@ class ModelCall:
         self._attributes.update(known)
         self._tokens = (input_tokens, output_tokens)
         if output_messages is not None and self._capture:
-            self._keep({sc.GEN_AI_OUTPUT_MESSAGES: content.output_messages(self._shape, output_messages,
-                                                                           finish_reasons)})
+            self._keep(lambda: {sc.GEN_AI_OUTPUT_MESSAGES: content.output_messages(self._shape, output_messages,
+                                                                                   finish_reasons)})
 
     def fail(self, error: BaseException) -> None:
         """Record a failure (``error.type``, status ERROR) and end the span."""
@@ -191,6 +193,11 @@ class ModelCall:
             trace_flags=span_context.trace_flags,
             attributes={**self._attributes, **self._content},
         ))
+
+
+def _request_attributes(request: content.RequestContent) -> dict[str, list[Any]]:
+    return {sc.GEN_AI_INPUT_MESSAGES: request.messages, sc.GEN_AI_SYSTEM_INSTRUCTIONS: request.system_instructions,
+            sc.GEN_AI_TOOL_DEFINITIONS: request.tool_definitions}
 
 
 def _positive(count: Any) -> int | None:
