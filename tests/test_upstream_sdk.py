@@ -1,13 +1,12 @@
 """Upstream ``agentsight`` 0.1.4 itself, in a subprocess, against ``agentsight dev``: it lands in the same store.
 
-The upstream SDK is installed once into a cached scratch venv (``.cache/agentsight-0.1.4``, outside the
-package); the test is skipped, saying why, when the package registry cannot be reached.
+The upstream SDK is installed once into a cached scratch venv (``.cache/agentsight-0.1.4``, made by
+``tests/scratch_venv.py``); the test is skipped, saying why, when the package registry cannot be reached.
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,9 @@ import pytest
 
 from agentsight.dev import DevServer
 from tests.conftest import API_KEY
+from tests.scratch_venv import scratch_python
 
 UPSTREAM_VERSION = "0.1.4"
-VENV = Path(__file__).resolve().parent.parent / ".cache" / f"agentsight-{UPSTREAM_VERSION}"
 
 FLOW = """
     import agentsight
@@ -51,17 +50,7 @@ FLOW = """
 @pytest.fixture(scope="session")
 def upstream_python() -> Path:
     """The cached venv's interpreter with ``agentsight==0.1.4``, created on first use."""
-    python = VENV / "bin" / "python"
-    check = f"import importlib.metadata as m; assert m.version('agentsight') == '{UPSTREAM_VERSION}'"
-    probe = [str(python), "-c", check]
-    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return python
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-    installed = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                                f"agentsight=={UPSTREAM_VERSION}"], capture_output=True, text=True)
-    if installed.returncode != 0:
-        pytest.skip(f"agentsight=={UPSTREAM_VERSION} could not be installed: {installed.stderr[-500:]}")
-    return python
+    return scratch_python(f"agentsight-{UPSTREAM_VERSION}", [f"agentsight=={UPSTREAM_VERSION}"])
 
 
 def _conversation(api: DevServer, conversation_id: str) -> dict[str, Any]:

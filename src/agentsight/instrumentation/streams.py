@@ -21,7 +21,9 @@ class StreamWrapper(wrapt.ObjectProxy):  # type: ignore[misc]
     The stream is exhausted, raises mid-way (recorded as the call's error), is closed (``close()``,
     ``aclose()``, leaving ``with`` / ``async with``, including on ``break``) or is dropped unfinished and
     collected. ``on_chunk`` sees each item; ``on_end`` records what the chunks added up to, just before
-    the span ends. No context is attached while iterating.
+    the span ends. No context is attached while iterating. The stream is iterated as ``for`` would
+    (``iter()`` / ``aiter()`` of it, once): another instrumentation's proxy may be iterable without being
+    an iterator, and its own ``__iter__`` is what keeps its bookkeeping.
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class StreamWrapper(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_on_end = on_end
         self._self_done = False
         self._self_lock = threading.Lock()
+        self._self_iterator: Any = None
 
     def _self_finish(self, error: BaseException | None = None) -> None:
         with self._self_lock:
@@ -60,7 +63,9 @@ class StreamWrapper(wrapt.ObjectProxy):  # type: ignore[misc]
 
     def __next__(self) -> Any:
         try:
-            item = next(self.__wrapped__)
+            if self._self_iterator is None:
+                self._self_iterator = iter(self.__wrapped__)
+            item = next(self._self_iterator)
         except StopIteration:
             self._self_finish()
             raise
@@ -74,7 +79,9 @@ class StreamWrapper(wrapt.ObjectProxy):  # type: ignore[misc]
 
     async def __anext__(self) -> Any:
         try:
-            item = await self.__wrapped__.__anext__()
+            if self._self_iterator is None:
+                self._self_iterator = aiter(self.__wrapped__)
+            item = await anext(self._self_iterator)
         except StopAsyncIteration:
             self._self_finish()
             raise

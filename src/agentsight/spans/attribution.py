@@ -1,17 +1,36 @@
-"""Model calls made inside a turn count in that turn: token usage and one action per call.
+"""Model calls made inside a turn count in that turn: token usage and one action per provider call.
 
-A span processor, so it counts GenAI spans from any instrumentation (ours or the official
-OpenTelemetry ones) that follow the GenAI semantic conventions. A GenAI span whose parent is
-itself a GenAI span (a client's own span inside an instrumented call) is not counted again.
-Every GenAI span starting in a turn gets the turn's ``agentsight.conversation.id``: the OTLP
-bridge then knows it was accounted for where it was made. A call that ends after its turn was sent
-(a stream read on after the answer) is sent under the same conversation, in a follow-up turn.
+A span processor, so it counts GenAI spans from any instrumentation (ours, the official OpenTelemetry
+ones, OpenLLMetry, a client's own spans) that follow the GenAI semantic conventions: a span with
+``gen_ai.operation.name`` is a model call, unless the operation is an agent's or a tool's
+(``invoke_agent``, ``create_agent``, ``execute_tool``), which describe work around model calls.
+
+When several spans describe one provider call, exactly one of them counts. The spans of one call are:
+
+- a model call that starts in a turn, outside any other model call, and
+- every model call nested anywhere under it (directly, or under spans in between, such as an HTTP
+  client's span or an instrumentation's span that does not follow the GenAI conventions), and
+- every model call started side by side with it: in the same turn while it is still open (not yet
+  counted), for the same provider, by an instrumentation that has no span in the call yet. A peer that
+  starts its span without making it current wraps the same client call, so its span and ours start in
+  the same turn, outside each other. Calls made concurrently never merge as long as each has a span of
+  one same instrumentation (each instrumentation has at most one span side by side in a call).
+
+The span that counts is ours (scope ``agentsight``), counted as soon as it ends; without one, the first
+started of the spans that report token usage (else the first started), counted once all have ended.
+
+Every model-call span of a call in a turn gets the turn's ``agentsight.conversation.id`` (and
+``gen_ai.conversation.id`` unless it names one): the OTLP bridge then knows it was accounted for where it
+was made. A call that ends after its turn was sent (a stream read on after the answer) is sent under the
+same conversation, in a follow-up turn. All the processors of a process (the tracker's and the one in the
+app's provider) share one ledger of the calls in flight, so spans they see apart still group together.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
@@ -24,55 +43,145 @@ from agentsight.spans import semconv as sc
 from agentsight.spans.finished import iso_timestamp
 from agentsight.spans.turn import ConversationTurn, current_turn
 
+NOT_MODEL_CALLS = frozenset({"invoke_agent", "create_agent", "execute_tool"})
+"""GenAI operations that are not a call to a model (they may contain some)."""
+
 
 def is_model_call(attributes: Mapping[str, Any] | None) -> bool:
-    """True for spans following the GenAI conventions (they carry ``gen_ai.operation.name``)."""
-    return bool(attributes) and sc.GEN_AI_OPERATION_NAME in attributes  # type: ignore[operator]
+    """True for spans of a call to a model under the GenAI conventions (``gen_ai.operation.name``)."""
+    if not attributes:
+        return False
+    operation = attributes.get(sc.GEN_AI_OPERATION_NAME)
+    return operation is not None and operation not in NOT_MODEL_CALLS
+
+
+def _provider(attributes: Mapping[str, Any]) -> str | None:
+    provider = attributes.get(sc.GEN_AI_PROVIDER_NAME) or attributes.get(sc.GEN_AI_SYSTEM)
+    return str(provider).lower() if provider else None
+
+
+def _rank(span: ReadableSpan) -> tuple[bool, bool, int]:
+    """Ours first, then a span reporting token usage, then the first started."""
+    scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
+    attributes = span.attributes or {}
+    return scope == sc.INSTRUMENTATION_SCOPE, sc.GEN_AI_USAGE_INPUT_TOKENS in attributes, -(span.start_time or 0)
+
+
+@dataclass(eq=False)
+class _Call:
+    """One provider call in a turn: its model-call spans still open, and the best of those ended."""
+
+    turn: ConversationTurn
+    provider: str | None
+    scopes: set[str] = field(default_factory=set)
+    open_members: set[int] = field(default_factory=set)
+    best: ReadableSpan | None = None
+    counted: bool = False
+
+
+class _Ledger:
+    """The calls in flight in this process: shared by every :class:`ModelCallAttribution`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.inside: dict[int, _Call] = {}
+        """Open span id (a call's model-call spans and the spans under them) -> its call."""
+        self.side_by_side: dict[ConversationTurn, list[_Call]] = {}
+        """Turn -> the calls started in it and not counted yet."""
+
+    def join(self, turn: ConversationTurn, provider: str | None, scope: str) -> _Call:
+        """The call a model call starting outside any other belongs to: one open beside it, or a new one."""
+        calls = self.side_by_side.setdefault(turn, [])
+        for call in calls:
+            if scope not in call.scopes and (provider is None or call.provider in (None, provider)):
+                return call
+        call = _Call(turn, provider)
+        calls.append(call)
+        return call
+
+    def counted(self, call: _Call) -> None:
+        """Mark ``call`` counted: no span joins it side by side any more."""
+        call.counted = True
+        calls = self.side_by_side.get(call.turn, [])
+        if call in calls:
+            calls.remove(call)
+        if not calls:
+            self.side_by_side.pop(call.turn, None)
+
+
+_LEDGER = _Ledger()
 
 
 class ModelCallAttribution(SpanProcessor):
-    """Adds each model call that ends inside a turn to that turn, once.
+    """Adds each provider call that ends inside a turn to that turn, once (the rule: module docstring).
 
-    ``ignore_scope`` names an instrumentation scope whose spans another instance already counts
-    (the tracker's own spans, which are also forwarded to the app's pipeline).
+    ``ignore_scope`` names an instrumentation scope whose spans another instance already sees (the
+    tracker's own spans, which are also forwarded to the app's pipeline).
     """
 
     def __init__(self, ignore_scope: str | None = None) -> None:
         self._ignore_scope = ignore_scope
-        self._lock = threading.Lock()
-        self._in_turn: dict[int, ConversationTurn] = {}
+        self._ledger = _LEDGER
+
+    def _ignored(self, span: ReadableSpan) -> bool:
+        scope = span.instrumentation_scope
+        return self._ignore_scope is not None and scope is not None and scope.name == self._ignore_scope
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Remember the turn of a model call that starts inside one (and not inside another model call)."""
-        if not is_model_call(span.attributes):
+        """Place a starting span: inside a call already in flight, or a model call of a turn."""
+        parent = span.parent
+        ledger = self._ledger
+        enclosing = ledger.inside.get(parent.span_id) if parent is not None else None
+        model_call = is_model_call(span.attributes)
+        if (enclosing is None and not model_call) or self._ignored(span):
             return
-        scope = span.instrumentation_scope
-        if self._ignore_scope is not None and scope is not None and scope.name == self._ignore_scope:
-            return
-        turn = current_turn(parent_context)
-        if turn is None:
-            return
-        # Marks the call as accounted for by this turn, for an OTLP receiver of it (the bridge).
-        span.set_attribute(sc.CONVERSATION_ID, turn.conversation_id)
-        if sc.GEN_AI_CONVERSATION_ID not in span.attributes:  # type: ignore[operator]
-            span.set_attribute(sc.GEN_AI_CONVERSATION_ID, turn.conversation_id)
-        if is_model_call(getattr(trace.get_current_span(parent_context), "attributes", None)):
-            return
-        with self._lock:
-            self._in_turn[span.context.span_id] = turn
+        span_id = span.context.span_id
+        if enclosing is not None:
+            turn = enclosing.turn
+        else:
+            found = current_turn(parent_context)
+            if found is None:
+                return
+            turn = found
+        if model_call:
+            # Marks the call as accounted for by this turn, for an OTLP receiver of it (the bridge).
+            span.set_attribute(sc.CONVERSATION_ID, turn.conversation_id)
+            if sc.GEN_AI_CONVERSATION_ID not in span.attributes:  # type: ignore[operator]
+                span.set_attribute(sc.GEN_AI_CONVERSATION_ID, turn.conversation_id)
+        scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
+        with ledger.lock:
+            call = enclosing or ledger.join(turn, _provider(span.attributes or {}), scope)
+            ledger.inside[span_id] = call
+            if model_call:
+                call.scopes.add(scope)
+                call.open_members.add(span_id)
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Count a finished model call in its turn, or in a follow-up of it when the turn was sent already."""
-        if span.context is None:
+        """Count a call once its best span is known: in its turn, or in a follow-up when the turn was sent."""
+        if span.context is None or self._ignored(span):
             return
-        with self._lock:
-            turn = self._in_turn.pop(span.context.span_id, None)
-        if turn is None:
+        ledger = self._ledger
+        span_id = span.context.span_id
+        if span_id not in ledger.inside:
             return
-        if turn.ended:
-            send_late_model_call(turn, span)
+        with ledger.lock:
+            call = ledger.inside.pop(span_id, None)
+            if call is None or span_id not in call.open_members:
+                return
+            call.open_members.discard(span_id)
+            if call.counted:
+                return
+            if call.best is None or _rank(span) > _rank(call.best):
+                call.best = span
+            ours = _rank(span)[0]
+            if not ours and call.open_members:
+                return
+            ledger.counted(call)
+            best = call.best
+        if call.turn.ended:
+            send_late_model_call(call.turn, best)
         else:
-            add_model_call(turn, span)
+            add_model_call(call.turn, best)
 
     def shutdown(self) -> None:
         """Nothing to release."""
