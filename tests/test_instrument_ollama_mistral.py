@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import ollama
 else:  # the clients are test-only extras: skip, rather than fail collection, where they are not installed
     mistral = pytest.importorskip("mistralai.client")
+    if not hasattr(mistral, "Mistral"):  # mistralai < 2: the package itself is the client
+        mistral = pytest.importorskip("mistralai")
     ollama = pytest.importorskip("ollama")
 
 MESSAGES: Any = [{"role": "user", "content": "Where is my order?"}]
@@ -190,6 +192,15 @@ def test_mistral_fim_errors_are_recorded(
 
 
 # -- Both -------------------------------------------------------------------------------------------
+
+
+def test_sync_embeddings_count_their_input_tokens(
+    spans: InMemorySpanExporter, ollama_client: ollama.Client, mistral_client: mistral.Mistral
+) -> None:
+    ollama_client.embed(model="all-minilm", input=["a", "b"])
+    mistral_client.embeddings.create(model="mistral-embed", inputs=["a", "b"])
+    assert [(span.name, span.attributes["gen_ai.provider.name"], _usage(span)) for span in spans.get_finished_spans()] \
+        == [("embeddings all-minilm", "ollama", (3, None)), ("embeddings mistral-embed", "mistral_ai", (4, None))]
 
 
 def test_prompts_and_completions_captured_when_asked(
