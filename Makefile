@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: test coverage demo bench bench-llm bench-bridge bench-wan bench-current clean
+.PHONY: test test-oldest coverage demo bench bench-llm bench-bridge bench-wan bench-current clean
 
 $(VENV)/.test: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,20 @@ test: $(VENV)/.test
 	fi
 	$(PY) -m ruff check src tests bench examples
 	$(PY) -m pytest -q
+
+# The instrumentation tests against the oldest release of each LLM client an instrumentor accepts
+# (tests/oldest-clients.txt), in a venv of their own; a test needing a newer client skips, saying why.
+OLDEST_VENV ?= .venv-oldest
+OLDEST_TESTS := $(wildcard tests/test_instrument_*.py) tests/test_context_follows_work.py
+
+$(OLDEST_VENV)/.test: pyproject.toml tests/oldest-clients.txt
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST_VENV)/bin/python -m pip install --quiet -e '.[dev]' pytest opentelemetry-distro -r tests/oldest-clients.txt
+	touch $@
+
+test-oldest: $(OLDEST_VENV)/.test
+	$(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(OLDEST_TESTS)
 
 # The whole suite under coverage.py, the Python processes it starts included ([tool.coverage.run] in
 # pyproject.toml); prints the files not fully covered and the total. Fails when a test fails.
@@ -49,4 +63,4 @@ bench-current: $(VENV)/.test
 	$(PY) bench/current_api.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) bench/.upstream-venv bench/.official-venv
+	rm -rf $(VENV) $(OLDEST_VENV) bench/.upstream-venv bench/.official-venv

@@ -205,6 +205,8 @@ def test_async_stream_helper(spans: InMemorySpanExporter, run_async: RunAsync) -
     _assert_answer(text)
 
 
+@pytest.mark.skipif(not hasattr(anthropic.resources.messages.Messages, "parse"),
+                    reason="messages.parse is newer than this anthropic release")
 def test_parse_and_raw_responses(
     spans: InMemorySpanExporter, client: anthropic.Anthropic, run_async: RunAsync
 ) -> None:
@@ -224,6 +226,10 @@ def test_parse_and_raw_responses(
         _assert_answer(span)
 
 
+# What the client raises for a 529: its own error class in later anthropic releases, a server error before.
+_OVERLOADED = "OverloadedError" if hasattr(anthropic, "OverloadedError") else "InternalServerError"
+
+
 def test_errors_are_recorded(spans: InMemorySpanExporter, client: anthropic.Anthropic, fake: FakeLLMServer) -> None:
     fake.fail_next(429)
     with pytest.raises(anthropic.RateLimitError):
@@ -234,7 +240,7 @@ def test_errors_are_recorded(spans: InMemorySpanExporter, client: anthropic.Anth
         for _ in stream:
             pass
     fake.fail_next(529)
-    with pytest.raises(anthropic.APIStatusError), client.messages.stream(**REQUEST):
+    with pytest.raises(anthropic.APIStatusError) as refusal, client.messages.stream(**REQUEST):
         pass
     fake.disconnect_mid_stream_next(after_chunks=1)
     with pytest.raises(type(cut.value)), client.messages.stream(**REQUEST) as helper:
@@ -243,7 +249,7 @@ def test_errors_are_recorded(spans: InMemorySpanExporter, client: anthropic.Anth
     assert refused.status.status_code is StatusCode.ERROR
     assert refused.attributes["error.type"] == "RateLimitError"
     assert overloaded.status.status_code is StatusCode.ERROR
-    assert overloaded.attributes["error.type"] == "OverloadedError"
+    assert overloaded.attributes["error.type"] == type(refusal.value).__qualname__ == _OVERLOADED
     for span in (broken, broken_helper):
         assert span.status.status_code is StatusCode.ERROR
         assert span.attributes["error.type"] == type(cut.value).__qualname__
@@ -273,7 +279,7 @@ def test_async_errors_are_recorded(
     refused, overloaded, broken = spans.get_finished_spans()
     assert all(span.status.status_code is StatusCode.ERROR for span in (refused, overloaded, broken))
     assert [span.attributes["error.type"] for span in (refused, overloaded, broken)] == [
-        "RateLimitError", "OverloadedError", cut.__qualname__]
+        "RateLimitError", _OVERLOADED, cut.__qualname__]
 
 
 class _Interrupted(BaseException):

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 else:  # the clients are test-only extras: skip, rather than fail collection, where they are not installed
     groq = pytest.importorskip("groq")
     mistral = pytest.importorskip("mistralai.client")
+    if not hasattr(mistral, "Mistral"):  # mistralai < 2: the package itself is the client
+        mistral = pytest.importorskip("mistralai")
     ollama = pytest.importorskip("ollama")
 
 # Typed `Any` so the clients' typed parameters take these plain literals.

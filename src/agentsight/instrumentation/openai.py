@@ -83,8 +83,9 @@ class OpenAIInstrumentor(BaseInstrumentor):
     """Instruments ``openai`` >= 1 (entry point ``agentsight_openai``)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        """The ``openai`` versions whose resource layout is wrapped here."""
-        return ("openai >= 1.66, < 4",)
+        """The ``openai`` versions whose resource layout is wrapped here (``chat.completions.parse`` left
+        ``beta`` in 1.92)."""
+        return ("openai >= 1.92, < 4",)
 
     def _instrument(self, **kwargs: Any) -> None:
         wrap_surfaces(GenAITracer(__name__, kwargs), SURFACES, provider_name)
