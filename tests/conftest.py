@@ -11,6 +11,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from packaging.version import Version
 
 from agentsight import ConversationTracker
 from agentsight.config import DeliverySettings
@@ -34,6 +36,11 @@ WRAPPER = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
 """What every wrapt wrapper is (wrapt 2 put ``BaseObjectProxy`` under ``ObjectProxy``)."""
 API_KEY = "ags_0123456789abcdef0123456789abcdef_abcdef"
 QUICK_RETRIES = DeliverySettings(timeout=2.0, backoff_initial=0.01, backoff_max=0.05, max_retry_time=10.0)
+
+
+def released_before(distribution: str, release: str) -> bool:
+    """Whether the installed ``distribution`` is older than ``release`` (``make test-oldest`` runs the oldest)."""
+    return Version(version(distribution)) < Version(release)
 
 
 @pytest.fixture

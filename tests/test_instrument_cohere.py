@@ -17,7 +17,7 @@ from agentsight.dev import DevServer
 from agentsight.dev.local_llm import COHERE_EMBED_USAGE, COHERE_USAGE, REPLY_TEXT, FakeLLMServer
 from agentsight.instrumentation.cohere import CohereInstrumentor
 from agentsight.spans import semconv as sc
-from tests.conftest import bodies, instrumented
+from tests.conftest import bodies, instrumented, released_before
 
 if TYPE_CHECKING:
     import cohere
@@ -38,7 +38,7 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 @pytest.fixture
 def client(fake: FakeLLMServer) -> cohere.ClientV2:
-    return cohere.ClientV2(api_key="test", base_url=fake.cohere_base_url, max_retries=0)
+    return cohere.ClientV2(api_key="test", base_url=fake.cohere_base_url)
 
 
 def _only(exporter: InMemorySpanExporter) -> ReadableSpan:
@@ -88,13 +88,21 @@ def test_stream_ends_once_with_its_usage(
     assert _ended_twice(caplog) == []
 
 
+# cohere < 5.16's own chat_stream generator swallows GeneratorExit (a bare except), so closing it raises.
+_CLOSE_IGNORED = released_before("cohere", "5.16")
+
+
 def test_stream_left_early_ends_its_span_once(
     spans: InMemorySpanExporter, client: cohere.ClientV2, caplog: pytest.LogCaptureFixture
 ) -> None:
     stream = client.chat_stream(model=MODEL, messages=MESSAGES)
     for _ in stream:
         break
-    stream.close()
+    if _CLOSE_IGNORED:
+        with pytest.raises(RuntimeError, match="ignored GeneratorExit"):
+            stream.close()
+    else:
+        stream.close()
     del stream
     gc.collect()
     assert _only(spans).status.status_code is StatusCode.UNSET and _ended_twice(caplog) == []
@@ -110,7 +118,7 @@ def test_error_answer_fails_the_span(spans: InMemorySpanExporter, client: cohere
 
 def test_async_chat_stream_and_embed(spans: InMemorySpanExporter, fake: FakeLLMServer) -> None:
     async def main() -> str:
-        client = cohere.AsyncClientV2(api_key="test", base_url=fake.cohere_base_url, max_retries=0)
+        client = cohere.AsyncClientV2(api_key="test", base_url=fake.cohere_base_url)
         await client.chat(model=MODEL, messages=MESSAGES)
         text = ""
         async for event in client.chat_stream(model=MODEL, messages=MESSAGES):

@@ -56,7 +56,7 @@ class CohereInstrumentor(BaseInstrumentor):
 
     def instrumentation_dependencies(self) -> Collection[str]:
         """The ``cohere`` versions with the v2 clients wrapped here."""
-        return ("cohere >= 5.9, < 8",)
+        return ("cohere >= 5.10, < 8",)
 
     def _instrument(self, **kwargs: Any) -> None:
         tracer = trace.get_tracer(__name__, tracer_provider=kwargs.get("tracer_provider"))

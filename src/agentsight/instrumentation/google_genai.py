@@ -91,7 +91,7 @@ def _start(tracer: trace.Tracer, operation: str, instance: Any, arguments: Mappi
 def _server_attributes(api_client: Any) -> dict[str, Any]:
     """``server.address`` / ``server.port`` of the client's ``base_url``."""
     try:
-        parts = urlsplit(api_client._http_options.base_url)
+        parts = urlsplit(field(api_client._http_options, "base_url"))  # a dict before google-genai 1.8
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except Exception:  # a client whose URL cannot be had: the call is still recorded
         return {}
@@ -118,12 +118,17 @@ def _describe(call: ModelCall, response: Any) -> None:
     parts = [part for content in contents for part in field(content, "parts") or []]
     prompt, tool_prompt = field(usage, "prompt_token_count"), field(usage, "tool_use_prompt_token_count")
     candidates_tokens, thoughts = field(usage, "candidates_token_count"), field(usage, "thoughts_token_count")
+    input_tokens, output_tokens = _total(prompt, tool_prompt), _total(candidates_tokens, thoughts)
+    total = field(usage, "total_token_count")
+    if thoughts is None and output_tokens is not None and input_tokens is not None and isinstance(total, int):
+        # google-genai < 1.8 drops thoughtsTokenCount (and toolUsePromptTokenCount): the total still counts them.
+        output_tokens = max(output_tokens, total - input_tokens)
     call.record_response(
         model=field(response, "model_version"),
         response_id=field(response, "response_id"),
         finish_reasons=[reason for candidate in candidates if (reason := _reason(field(candidate, "finish_reason")))],
-        input_tokens=_total(prompt, tool_prompt),
-        output_tokens=_total(candidates_tokens, thoughts),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
         cache_read_tokens=field(usage, "cached_content_token_count"),
         reasoning_tokens=thoughts,
         tool_calls=[name for part in parts if isinstance(name := field(field(part, "function_call"), "name"), str)],
