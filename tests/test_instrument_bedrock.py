@@ -17,7 +17,7 @@ from agentsight.dev import DevServer
 from agentsight.dev.local_llm import ANTHROPIC_USAGE, BEDROCK_USAGE, REPLY_TEXT, FakeLLMServer
 from agentsight.instrumentation.botocore import BotocoreInstrumentor
 from agentsight.spans import semconv as sc
-from tests.conftest import bodies, instrumented
+from tests.conftest import bodies, instrumented, released_before
 
 if TYPE_CHECKING:
     import boto3
@@ -32,6 +32,8 @@ MESSAGES: Any = [{"role": "user", "content": [{"text": "Where is my order?"}]}]
 TOOL_CONFIG: Any = {"tools": [{"toolSpec": {"name": "get_order", "inputSchema": {"json": {"type": "object"}}}}]}
 CACHE = BEDROCK_USAGE["cacheReadInputTokens"] + BEDROCK_USAGE["cacheWriteInputTokens"]
 USAGE = (BEDROCK_USAGE["inputTokens"] + CACHE, BEDROCK_USAGE["outputTokens"])  # input counts the cache too
+# botocore < 1.37.24 drops an answer's cache counts (the input still counts them, from the total).
+CACHE_SEEN = not released_before("botocore", "1.37.24")
 ANTHROPIC_BODY = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64,
                              "messages": [{"role": "user", "content": "Where is my order?"}]})
 
@@ -77,11 +79,13 @@ def test_converse_span(spans: InMemorySpanExporter, client: Any, fake: FakeLLMSe
         "server.address": "127.0.0.1", "server.port": int(fake.url.rsplit(":", 1)[1]),
         "gen_ai.response.model": MODEL, "gen_ai.response.finish_reasons": ("end_turn",),
         "gen_ai.usage.input_tokens": USAGE[0], "gen_ai.usage.output_tokens": USAGE[1],
-        "gen_ai.usage.cache_read.input_tokens": BEDROCK_USAGE["cacheReadInputTokens"],
-        "gen_ai.usage.cache_creation.input_tokens": BEDROCK_USAGE["cacheWriteInputTokens"],
+        **({"gen_ai.usage.cache_read.input_tokens": BEDROCK_USAGE["cacheReadInputTokens"],
+            "gen_ai.usage.cache_creation.input_tokens": BEDROCK_USAGE["cacheWriteInputTokens"]} if CACHE_SEEN else {}),
     }
 
 
+@pytest.mark.skipif(released_before("botocore", "1.35.74"),
+                    reason="bedrock-runtime has no call but model calls before botocore 1.35.74 (GetAsyncInvoke)")
 def test_other_calls_of_the_client_make_no_span(spans: InMemorySpanExporter, client: Any) -> None:
     with pytest.raises(botocore.exceptions.ClientError):
         client.get_async_invoke(invocationArn="arn:aws:bedrock:us-east-1:0:async-invoke/x")  # the stand-in's 404

@@ -138,6 +138,10 @@ def _describe(call: ModelCall, response: Mapping[str, Any], model: Any, response
     input_tokens = field(usage, "inputTokens")
     if isinstance(input_tokens, int):  # Bedrock counts cache reads and writes apart from inputTokens
         input_tokens += sum(field(usage, key) or 0 for key in _CACHE_FIELDS)
+        total, output_tokens = field(usage, "totalTokens"), field(usage, "outputTokens")
+        cache_unknown = all(field(usage, key) is None for key in _CACHE_FIELDS)
+        if cache_unknown and isinstance(total, int) and isinstance(output_tokens, int):
+            input_tokens = max(input_tokens, total - output_tokens)  # botocore < 1.37.24 drops the cache counts
     message = field(field(response, "output"), "message")
     uses = [field(block, "toolUse") for block in field(message, "content") or []]
     reason = field(response, "stopReason")
