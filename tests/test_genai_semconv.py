@@ -1,12 +1,14 @@
 """GenAI semantic conventions: captured content per capture mode (span attributes, the
 ``gen_ai.client.inference.operation.details`` event), system instructions, tool definitions, and the
-``gen_ai.client.token.usage`` / ``gen_ai.client.operation.duration`` metrics; the real ``openai`` and
-``anthropic`` clients over HTTP to the stand-in model."""
+``gen_ai.client.token.usage`` / ``gen_ai.client.operation.duration`` metrics; the real ``openai``, ``anthropic``,
+``google-genai``, ``cohere``, ``boto3`` (Bedrock) and ``litellm`` clients over HTTP to the stand-in model."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +17,7 @@ import anthropic
 import openai
 import pytest
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
@@ -26,15 +29,22 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from agentsight.dev.local_llm import (
     ANTHROPIC_USAGE,
+    BEDROCK_USAGE,
     CHAT_USAGE,
+    COHERE_USAGE,
+    GEMINI_USAGE,
     REPLY_TEXT,
     RESPONSES_USAGE,
     TOOL_INPUT,
     FakeLLMServer,
 )
 from agentsight.instrumentation.anthropic import AnthropicInstrumentor
+from agentsight.instrumentation.botocore import BotocoreInstrumentor
+from agentsight.instrumentation.cohere import CohereInstrumentor
 from agentsight.instrumentation.content import OPENAI_CHAT, Prompt
 from agentsight.instrumentation.genai import CAPTURE_CONTENT_ENV, GenAITracer, start_model_call
+from agentsight.instrumentation.google_genai import GoogleGenAIInstrumentor
+from agentsight.instrumentation.litellm import LiteLLMInstrumentor
 from agentsight.instrumentation.openai import OpenAIInstrumentor
 
 MODEL = "gpt-4o-mini"
@@ -81,22 +91,42 @@ class Telemetry:
                                                            for point in metric.data.data_points]  # type: ignore
 
 
-@pytest.fixture
-def telemetry() -> Iterator[Telemetry]:
-    """OpenAI and Anthropic instrumented with their own tracer, meter and logger providers."""
+    def metrics_by_call(self) -> tuple[dict[str, int], dict[str, tuple[int, int | float]]]:
+        """Durations recorded per provider, and (points, sum) of the tokens per token type."""
+        calls: dict[str, int] = {}
+        for point in self.histogram("gen_ai.client.operation.duration")[1]:
+            provider = str((point.attributes or {})["gen_ai.provider.name"])
+            calls[provider] = calls.get(provider, 0) + point.count
+        tokens: dict[str, tuple[int, int | float]] = {}
+        for point in self.histogram("gen_ai.client.token.usage")[1]:
+            count, total = tokens.get(kind := str((point.attributes or {})["gen_ai.token.type"]), (0, 0))
+            tokens[kind] = (count + point.count, total + point.sum)
+        return calls, tokens
+
+
+@contextmanager
+def instrumented_with_telemetry(*instrumentors: type[BaseInstrumentor]) -> Iterator[Telemetry]:
+    """The instrumentors instrumented with their own tracer, meter and logger providers; uninstrumented after."""
     spans, logs, reader = InMemorySpanExporter(), InMemoryLogRecordExporter(), InMemoryMetricReader()
     tracer_provider, logger_provider = TracerProvider(), LoggerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
     providers = {"tracer_provider": tracer_provider, "meter_provider": MeterProvider(metric_readers=[reader]),
                  "logger_provider": logger_provider}
-    for instrumentor in (OpenAIInstrumentor, AnthropicInstrumentor):
+    for instrumentor in instrumentors:
         instrumentor().instrument(**providers)
     try:
         yield Telemetry(spans, logs, reader, providers)
     finally:
-        for instrumentor in (OpenAIInstrumentor, AnthropicInstrumentor):
+        for instrumentor in instrumentors:
             instrumentor().uninstrument()
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    """OpenAI and Anthropic instrumented with their own tracer, meter and logger providers."""
+    with instrumented_with_telemetry(OpenAIInstrumentor, AnthropicInstrumentor) as telemetry:
+        yield telemetry
 
 
 @pytest.fixture
@@ -153,6 +183,22 @@ def test_no_content_unless_asked(
     client.chat.completions.create(model=MODEL, messages=CHAT_HISTORY, tools=CHAT_TOOLS)
     assert not CONTENT_KEYS & set(telemetry.span().attributes or {})
     assert telemetry.events() == []
+
+
+def test_responses_are_not_converted_unless_content_is_captured(
+    telemetry: Telemetry, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dumped: list[str] = []
+    model_dump = openai.BaseModel.model_dump
+
+    def counted_dump(self: openai.BaseModel, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        dumped.append(type(self).__name__)
+        return model_dump(self, *args, **kwargs)
+
+    monkeypatch.setattr(openai.BaseModel, "model_dump", counted_dump)
+    client.chat.completions.create(model=MODEL, messages=CHAT_HISTORY, tools=CHAT_TOOLS)
+    client.responses.create(model=MODEL, input="hi")
+    assert dumped == [], "the output messages are built only when content is captured"
 
 
 @pytest.mark.parametrize("mode", ["true", "SPAN_ONLY", "span_only"])
@@ -339,3 +385,143 @@ def test_content_that_cannot_be_read_is_left_out_never_raised(
     (event,) = telemetry.events()
     attributes = event.log_record.attributes or {}
     assert not CONTENT_KEYS & set(attributes) and attributes["gen_ai.usage.input_tokens"] == 3
+
+
+# -- the newest clients: each API's own shape in, the conventions' shape out, metrics to the instrumentor's meter --
+
+SYSTEM_TEXT = [{"type": "text", "content": "Be brief."}]
+# "Weather?" with an image, the model's call of get_weather for Paris, and the tool's answer, as captured.
+TOOL_TURNS = [
+    {"role": "user", "parts": [{"type": "text", "content": "Weather?"},
+                               {"type": "blob", "modality": "image", "mime_type": "image/png", "content": "iVBORw=="}]},
+    {"role": "assistant", "parts": [{"type": "tool_call", "id": "call_1", "name": "get_weather",
+                                     "arguments": {"city": "Paris"}}]},
+    {"role": "user", "parts": [{"type": "tool_call_response", "id": "call_1", "response": {"forecast": "sunny"}}]},
+]
+PNG = b"\x89PNG"  # "iVBORw==" in base64
+
+
+def _called_the_tool(call_id: str | None = None) -> list[dict[str, Any]]:
+    """The stand-in's answer to a request with tools: a call of the first one, as an output message."""
+    call = {"type": "tool_call", "name": "get_weather", "arguments": TOOL_INPUT}
+    return [{"role": "assistant", "finish_reason": "tool_call",
+             "parts": [{**call, "id": call_id} if call_id else call]}]
+
+
+def test_gemini_contents_system_instruction_and_tools(fake: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    genai = pytest.importorskip("google.genai")
+    monkeypatch.setenv(CAPTURE_CONTENT_ENV, "SPAN_ONLY")
+    tools = [{"function_declarations": [{"name": "get_weather", "description": "Weather now",
+                                         "parameters_json_schema": WEATHER}]}, {"google_search": {}}]
+    contents = [
+        {"role": "user", "parts": [{"text": "Weather?"}, {"inline_data": {"mime_type": "image/png", "data": PNG}}]},
+        {"role": "model", "parts": [{"function_call": {"id": "call_1", "name": "get_weather",
+                                                       "args": {"city": "Paris"}}}]},
+        {"role": "user", "parts": [{"function_response": {"id": "call_1", "name": "get_weather",
+                                                          "response": {"forecast": "sunny"}}}]},
+    ]
+    with instrumented_with_telemetry(GoogleGenAIInstrumentor) as telemetry:
+        client = genai.Client(api_key="test", http_options={"base_url": fake.gemini_base_url})
+        client.models.generate_content(model="gemini-2.0-flash", contents=contents,
+                                       config={"system_instruction": "Be brief.", "tools": tools})
+        brief = {"system_instruction": {"parts": [{"text": "Be brief."}]}}  # as a content
+        for _ in client.models.generate_content_stream(model="gemini-2.0-flash", contents=["Weather", "now?"],
+                                                       config=brief):
+            pass
+    with_tools, streamed = telemetry.spans.get_finished_spans()
+    assert _content(with_tools.attributes) == {
+        "gen_ai.system_instructions": SYSTEM_TEXT,
+        "gen_ai.input.messages": TOOL_TURNS,
+        "gen_ai.tool.definitions": [WEATHER_TOOL, {"type": "google_search", "name": "google_search"}],
+        "gen_ai.output.messages": _called_the_tool(),  # Gemini says STOP after calling a tool
+    }
+    assert _content(streamed.attributes) == {
+        "gen_ai.system_instructions": SYSTEM_TEXT,
+        "gen_ai.input.messages": [{"role": "user", "parts": [{"type": "text", "content": "Weather"},
+                                                             {"type": "text", "content": "now?"}]}],
+        "gen_ai.output.messages": [{"role": "assistant", "finish_reason": "stop",
+                                    "parts": [{"type": "text", "content": REPLY_TEXT}]}],  # one part, not a chunk's
+    }
+    output = GEMINI_USAGE["candidatesTokenCount"] + GEMINI_USAGE["thoughtsTokenCount"]
+    assert telemetry.metrics_by_call() == (
+        {"gcp.gemini": 2}, {"input": (2, 2 * GEMINI_USAGE["promptTokenCount"]), "output": (2, 2 * output)})
+
+
+def test_cohere_messages_and_tools(fake: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    cohere = pytest.importorskip("cohere")
+    monkeypatch.setenv(CAPTURE_CONTENT_ENV, "SPAN_ONLY")
+    messages = [CHAT_HISTORY[0], {"role": "user", "content": [{"type": "text", "text": "Weather?"}]}, *CHAT_HISTORY[2:]]
+    with instrumented_with_telemetry(CohereInstrumentor) as telemetry:
+        client = cohere.ClientV2(api_key="test", base_url=fake.cohere_base_url)
+        client.chat(model="command-r-plus", messages=messages, tools=CHAT_TOOLS)
+    assert _content(telemetry.span().attributes) == {
+        "gen_ai.input.messages": [{"role": "system", "parts": SYSTEM_TEXT},
+                                  {"role": "user", "parts": [{"type": "text", "content": "Weather?"}]},
+                                  *CHAT_CAPTURED["gen_ai.input.messages"][2:]],
+        "gen_ai.tool.definitions": [WEATHER_TOOL],
+        "gen_ai.output.messages": _called_the_tool("call_fake_1"),  # Cohere's TOOL_CALL
+    }
+    assert telemetry.metrics_by_call() == (
+        {"cohere": 1}, {"input": (1, COHERE_USAGE["input_tokens"]), "output": (1, COHERE_USAGE["output_tokens"])})
+
+
+def test_bedrock_converse_system_tool_config_and_invoke_model_anthropic_body(
+    fake: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boto3 = pytest.importorskip("boto3")
+    monkeypatch.setenv(CAPTURE_CONTENT_ENV, "SPAN_ONLY")
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    model = "anthropic.claude-3-5-haiku-20241022-v1:0"
+    messages = [
+        {"role": "user", "content": [{"text": "Weather?"}, {"image": {"format": "png", "source": {"bytes": PNG}}}]},
+        {"role": "assistant", "content": [{"toolUse": {"toolUseId": "call_1", "name": "get_weather",
+                                                       "input": {"city": "Paris"}}}]},
+        {"role": "user", "content": [{"toolResult": {"toolUseId": "call_1", "content": [{"text": "sunny"}]}}]},
+    ]
+    tool_config = {"tools": [{"toolSpec": {"name": "get_weather", "description": "Weather now",
+                                           "inputSchema": {"json": WEATHER}}}]}
+    body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "system": "Be brief.",
+            "messages": [{"role": "user", "content": "Weather?"}]}
+    with instrumented_with_telemetry(BotocoreInstrumentor) as telemetry:
+        client = boto3.client("bedrock-runtime", endpoint_url=fake.bedrock_endpoint_url)
+        client.converse(modelId=model, messages=messages, toolConfig=tool_config,
+                        system=[{"text": "Be brief."}, {"cachePoint": {"type": "default"}}])
+        client.invoke_model(modelId=model, body=json.dumps(body))["body"].read()
+    converse, invoke = telemetry.spans.get_finished_spans()
+    assert _content(converse.attributes) == {
+        "gen_ai.system_instructions": SYSTEM_TEXT,
+        "gen_ai.input.messages": [
+            {"role": "user", "parts": [{"type": "text", "content": "Weather?"},
+                                       {"type": "blob", "modality": "image", "content": "iVBORw=="}]},
+            TOOL_TURNS[1],
+            {"role": "user", "parts": [{"type": "tool_call_response", "id": "call_1",
+                                        "response": [{"type": "text", "content": "sunny"}]}]},
+        ],
+        "gen_ai.tool.definitions": [WEATHER_TOOL],
+        "gen_ai.output.messages": _called_the_tool("tooluse_fake_1"),
+    }
+    assert _content(invoke.attributes) == {
+        "gen_ai.system_instructions": SYSTEM_TEXT,
+        "gen_ai.input.messages": [{"role": "user", "parts": [{"type": "text", "content": "Weather?"}]}],
+        "gen_ai.output.messages": [{"role": "assistant", "finish_reason": "stop",
+                                    "parts": [{"type": "text", "content": REPLY_TEXT}]}],
+    }
+    cache = BEDROCK_USAGE["cacheReadInputTokens"] + BEDROCK_USAGE["cacheWriteInputTokens"]
+    assert telemetry.metrics_by_call() == ({"aws.bedrock": 2}, {
+        "input": (2, BEDROCK_USAGE["inputTokens"] + cache + ANTHROPIC_USAGE["input_tokens"]),
+        "output": (2, BEDROCK_USAGE["outputTokens"] + ANTHROPIC_USAGE["output_tokens"])})
+
+
+def test_litellm_openai_chat_messages_and_tools(fake: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(os.environ, "LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price list fetched on import
+    litellm = pytest.importorskip("litellm")
+    monkeypatch.setenv(CAPTURE_CONTENT_ENV, "SPAN_ONLY")
+    with instrumented_with_telemetry(LiteLLMInstrumentor) as telemetry:
+        litellm.completion(model="openai/" + MODEL, api_base=fake.openai_base_url, api_key="test",
+                           messages=CHAT_HISTORY, tools=CHAT_TOOLS)
+    assert _content(telemetry.span().attributes) == CHAT_CAPTURED
+    assert telemetry.metrics_by_call() == (
+        {"openai": 1}, {"input": (1, CHAT_USAGE["prompt_tokens"]), "output": (1, CHAT_USAGE["completion_tokens"])})

@@ -106,7 +106,7 @@ def _wrapper(tracer: trace.Tracer, method: str, is_async: bool) -> Callable[...,
 
         return stream_helper
 
-    describe = _describe_count if method == _COUNT_TOKENS else _describe
+    describe = _describe_count if method == _COUNT_TOKENS else describe_message
 
     def finish(call: ModelCall, result: Any, kwargs: Mapping[str, Any]) -> Any:
         streaming = kwargs.get("stream") is True
@@ -155,8 +155,9 @@ def provider_name(resource: Any) -> str:
 
 
 
-def _describe(call: ModelCall, message: Any) -> None:
-    """Record a message (a ``Message``, its JSON, or what a stream's events added up to)."""
+def describe_message(call: ModelCall, message: Any) -> None:
+    """Record a message (a ``Message``, its JSON, or what a stream's events added up to) on ``call``; also for
+    Anthropic Messages answers that come through another client (Bedrock's ``InvokeModel``)."""
     usage = field(message, "usage")
     input_tokens = field(usage, "input_tokens")
     if isinstance(input_tokens, int):
@@ -241,7 +242,7 @@ class _StreamAccumulator:
             text = "".join(parts)
             self._blocks[index][target] = _json_or_text(text) if target == "input" else text
         content = [self._blocks[index] for index in sorted(self._blocks)]
-        _describe(self._call, {**self._message, "usage": self._usage, "content": content})
+        describe_message(self._call, {**self._message, "usage": self._usage, "content": content})
 
 
 def _json_or_text(text: str) -> Any:

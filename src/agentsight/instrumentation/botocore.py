@@ -23,8 +23,10 @@ import wrapt
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
-from agentsight.instrumentation.anthropic import _describe as describe_message
+from agentsight.instrumentation.anthropic import describe_message
+from agentsight.instrumentation.content import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, Prompt
 from agentsight.instrumentation.genai import (
+    GenAITracer,
     ModelCall,
     attribute_value,
     field,
@@ -65,7 +67,7 @@ class BotocoreInstrumentor(BaseInstrumentor):
         return ("botocore >= 1.34.116, < 2",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        tracer = trace.get_tracer(__name__, tracer_provider=kwargs.get("tracer_provider"))
+        tracer = GenAITracer(__name__, kwargs)
         wrap_method(*_SURFACE, partial(_start, tracer), _finish)
 
     def _uninstrument(self, **kwargs: Any) -> None:
@@ -85,14 +87,15 @@ def _start(tracer: trace.Tracer, client: Any, arguments: Mapping[str, Any]) -> M
         body = _json(params.get("body"))
         request.update({key: attribute_value(field(body, name)) for key, name in _BODY_FIELDS.items()})
         request[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = text_list(field(body, "stop_sequences"))
-        messages = field(body, "messages")
+        shape = ANTHROPIC_MESSAGES if field(body, "anthropic_version") else BEDROCK_CONVERSE  # else Amazon Nova's
+        prompt = Prompt(shape, body) if isinstance(body, Mapping) else None
     else:
         config = params.get("inferenceConfig")
         request.update({key: attribute_value(field(config, name)) for key, name in _INFERENCE_FIELDS.items()})
         request[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = text_list(field(config, "stopSequences"))
         request[sc.LLM_STREAMING] = True if operation == _CONVERSE_STREAM else None
-        messages = params.get("messages")
-    return start_model_call(tracer, "chat", PROVIDER, model if isinstance(model, str) else None, request, messages)
+        prompt = Prompt(BEDROCK_CONVERSE, params)
+    return start_model_call(tracer, "chat", PROVIDER, model if isinstance(model, str) else None, request, prompt)
 
 
 def _server_attributes(url: Any) -> dict[str, Any]:

@@ -16,7 +16,9 @@ from urllib.parse import urlsplit
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
+from agentsight.instrumentation.content import COHERE_CHAT, Prompt
 from agentsight.instrumentation.genai import (
+    GenAITracer,
     ModelCall,
     attribute_value,
     field,
@@ -59,7 +61,7 @@ class CohereInstrumentor(BaseInstrumentor):
         return ("cohere >= 5.10, < 8",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        tracer = trace.get_tracer(__name__, tracer_provider=kwargs.get("tracer_provider"))
+        tracer = GenAITracer(__name__, kwargs)
         for cls, method, operation, streams in SURFACES:
             wrap_method(_MODULE, cls, method, partial(_start, tracer, operation), partial(_finish, operation, streams))
 
@@ -76,8 +78,8 @@ def _start(tracer: trace.Tracer, operation: str, instance: Any, arguments: Mappi
     else:
         request[sc.GEN_AI_REQUEST_ENCODING_FORMATS] = text_list(arguments.get("embedding_types"))
     model = arguments.get("model")
-    return start_model_call(tracer, operation, PROVIDER, model if isinstance(model, str) else None, request,
-                            arguments.get("messages"))
+    prompt = Prompt(COHERE_CHAT, arguments) if operation == _CHAT else None
+    return start_model_call(tracer, operation, PROVIDER, model if isinstance(model, str) else None, request, prompt)
 
 
 def _server_attributes(instance: Any) -> dict[str, Any]:

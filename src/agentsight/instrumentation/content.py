@@ -33,6 +33,14 @@ MISTRAL_CHAT = "mistral.chat"
 """Mistral chat: OpenAI-like ``messages`` (content text or chunks) and ``tools``."""
 OLLAMA_CHAT = "ollama.chat"
 """Ollama chat: ``messages`` (with ``images``), ``tools`` (definitions or Python functions)."""
+COHERE_CHAT = "cohere.chat"
+"""Cohere v2 chat: OpenAI-like ``messages`` (content text or blocks, ``tool_calls``) and ``tools``."""
+GEMINI_CONTENT = "gemini.generate_content"
+"""Gemini ``generate_content``: ``contents`` (texts, parts or contents), ``config.system_instruction`` and
+``config.tools`` (function declarations, built-in tools, Python functions); candidates' contents as output."""
+BEDROCK_CONVERSE = "bedrock.converse"
+"""Bedrock Converse (and Converse-shaped ``InvokeModel`` bodies): ``messages`` and ``system`` of content blocks,
+``toolConfig.tools`` of ``toolSpec``."""
 
 
 class Capture(enum.Flag):
@@ -85,6 +93,16 @@ def request_content(prompt: Any) -> RequestContent:
     if not isinstance(prompt, Prompt):
         prompt = Prompt(OPENAI_CHAT, prompt if isinstance(prompt, Mapping) else {"messages": prompt})
     arguments = prompt.arguments
+    if prompt.shape == GEMINI_CONTENT:
+        config = arguments.get("config")
+        return RequestContent(_gemini_messages(arguments.get("contents")),
+                              _gemini_instructions(field(config, "system_instruction")),
+                              _gemini_tools(field(config, "tools")))
+    if prompt.shape == BEDROCK_CONVERSE:
+        specs = [field(tool, "toolSpec") for tool in _items(field(arguments.get("toolConfig"), "tools"))]
+        return RequestContent(_messages(arguments.get("messages")), _parts(arguments.get("system")),
+                              [definition for spec in specs if spec is not None
+                               and (definition := _tool_definition(spec))])
     tools = [definition for tool in _items(arguments.get("tools")) if (definition := _tool_definition(tool))]
     if prompt.shape == OPENAI_RESPONSES:
         instructions = arguments.get("instructions")
@@ -98,17 +116,19 @@ def request_content(prompt: Any) -> RequestContent:
 
 def output_messages(shape: str | None, native: Any, finish_reasons: Sequence[str]) -> list[dict[str, Any]]:
     """The output messages of a response in ``shape``: a list of messages (chat shapes: one per choice, in
-    the order of ``finish_reasons``), or the Responses API's output items (one message)."""
+    the order of ``finish_reasons``; Gemini's: one per candidate), or the Responses API's output items (one
+    message)."""
     if shape == OPENAI_RESPONSES:
-        parts = [part for item in _items(native) for part in _item_message(item)["parts"]]
-        reason = _finish_reason(finish_reasons[0] if finish_reasons else None)
-        if reason == "stop" and any(part["type"] == "tool_call" for part in parts):
-            reason = "tool_call"
-        return [{**_message("assistant", parts), "finish_reason": reason}]
-    messages = _messages(native, keep_empty=True)
+        messages = [_message("assistant", [part for item in _items(native) for part in _item_message(item)["parts"]])]
+    else:
+        messages = _messages(native, keep_empty=True)
     for index, message in enumerate(messages):
-        reason = finish_reasons[min(index, len(finish_reasons) - 1)] if finish_reasons else None
-        message["finish_reason"] = _finish_reason(reason)
+        if shape == GEMINI_CONTENT:  # a stream's text comes in a part per chunk
+            message["parts"] = _joined(message["parts"])
+        reason = _finish_reason(finish_reasons[min(index, len(finish_reasons) - 1)] if finish_reasons else None)
+        if reason == "stop" and any(part["type"] == "tool_call" for part in message["parts"]):
+            reason = "tool_call"  # the Responses API and Gemini say they stopped after calling a tool
+        message["finish_reason"] = reason
     return messages
 
 
@@ -127,6 +147,7 @@ _FINISH_REASONS = {
 }
 _ROLES = {"model": "assistant", "chatbot": "assistant"}  # Gemini's and Cohere's names for the assistant
 _TEXT_TYPES = frozenset({"text", "input_text", "output_text"})
+_BEDROCK_MEDIA = ("image", "document", "video")
 _MEDIA_TYPES = {"image_url": "image", "input_image": "image", "image": "image", "document": "document",
                 "document_url": "document", "file": "document", "input_file": "document", "input_audio": "audio"}
 
@@ -158,8 +179,21 @@ def _text(text: str) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    """``value`` as JSON-like data (pydantic models, bytes and the like converted)."""
-    return to_json_safe(value)
+    """``value`` as JSON-like data: a pydantic model's fields that are set (as the clients send them), bytes as
+    base64 text and the like."""
+    dump = getattr(value, "model_dump", None)
+    return to_json_safe(dump(exclude_none=True) if callable(dump) and not isinstance(value, type) else value)
+
+
+def _joined(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``parts`` with each run of text parts made one."""
+    joined: list[dict[str, Any]] = []
+    for part in parts:
+        if part["type"] == "text" and joined and joined[-1]["type"] == "text":
+            joined[-1] = _text(joined[-1]["content"] + part["content"])
+        else:
+            joined.append(part)
+    return joined
 
 
 def _arguments(arguments: Any) -> Any:
@@ -209,6 +243,8 @@ def _part(block: Any) -> dict[str, Any] | None:
         return _text(block)
     kind = field(block, "type")
     text = field(block, "text")
+    if kind is None and field(block, "thought") is True and isinstance(text, str):  # a Gemini thought
+        return {"type": "reasoning", "content": text}
     if kind in _TEXT_TYPES or (kind is None and isinstance(text, str)):
         return _text(text) if isinstance(text, str) else None
     if kind == "refusal":
@@ -226,13 +262,14 @@ def _part(block: Any) -> dict[str, Any] | None:
                        response=result if isinstance(result, str) else _parts(result))
     if kind in _MEDIA_TYPES:
         return _media(block, _MEDIA_TYPES[kind])
-    if kind is None:  # Gemini's and Bedrock's parts say what they are by the one field they have
+    if kind is None:  # Gemini's parts and Bedrock's blocks say what they are by the one field they have
         return _untyped_part(block)
     return {**_plain(block), "type": kind} if isinstance(kind, str) else None
 
 
 def _untyped_part(block: Any) -> dict[str, Any] | None:
-    """A Gemini part (``function_call``, ``function_response``) or Bedrock block (``toolUse``, ``toolResult``)."""
+    """A Gemini part (``function_call``, ``function_response``, ``inline_data``, ``file_data``) or Bedrock block
+    (``toolUse``, ``toolResult``, ``reasoningContent``, ``image`` / ``document`` / ``video``)."""
     call = field(block, "function_call") or field(block, "toolUse")
     if call is not None:
         return _fields(type="tool_call", id=field(call, "id") or field(call, "toolUseId"), name=field(call, "name"),
@@ -242,7 +279,30 @@ def _untyped_part(block: Any) -> dict[str, Any] | None:
         response = field(result, "response") or field(result, "content")
         return _fields(type="tool_call_response", id=field(result, "id") or field(result, "toolUseId"),
                        response=_parts(response) if isinstance(response, list) else _plain(response))
-    return None
+    if (reasoning := field(field(block, "reasoningContent"), "reasoningText")) is not None:
+        return {"type": "reasoning", "content": field(reasoning, "text") or ""}
+    if (data := field(block, "inline_data")) is not None:
+        return _fields(type="blob", modality=_modality(field(data, "mime_type")), mime_type=field(data, "mime_type"),
+                       content=_plain(field(data, "data")))
+    if (data := field(block, "file_data")) is not None:
+        return _fields(type="uri", modality=_modality(field(data, "mime_type")), mime_type=field(data, "mime_type"),
+                       uri=field(data, "file_uri"))
+    return next((_bedrock_media(field(block, kind), kind) for kind in _BEDROCK_MEDIA if field(block, kind)), None)
+
+
+def _bedrock_media(block: Any, modality: str) -> dict[str, Any]:
+    """A Bedrock ``image`` / ``document`` / ``video`` block: its bytes as a blob, or its S3 location as a URI."""
+    source = field(block, "source")
+    location = field(field(source, "s3Location"), "uri")
+    if isinstance(location, str):
+        return {"type": "uri", "modality": modality, "uri": location}
+    return {"type": "blob", "modality": modality, "content": _plain(field(source, "bytes"))}
+
+
+def _modality(mime_type: Any) -> str:
+    """The modality a MIME type names: ``image``, ``audio``, ``video``, else ``document``."""
+    kind = mime_type.split("/")[0] if isinstance(mime_type, str) else ""
+    return kind if kind in ("image", "audio", "video") else "document"
 
 
 def _media(block: Any, modality: str) -> dict[str, Any]:
@@ -304,7 +364,50 @@ def _tool_definition(tool: Any) -> dict[str, Any] | None:
     spec = field(tool, "function") or tool
     name = field(spec, "name")
     if kind in (None, "function", "custom"):
-        schema = field(spec, "parameters") or field(spec, "input_schema")
+        schema = (field(spec, "parameters") or field(spec, "input_schema") or field(spec, "parameters_json_schema")
+                  or field(field(spec, "inputSchema"), "json"))
         return _fields(type="function", name=name, description=field(spec, "description"),
                        parameters=None if schema is None else _plain(schema))
     return _fields(type=kind, name=name if isinstance(name, str) else kind) if isinstance(kind, str) else None
+
+
+def _gemini_messages(contents: Any) -> list[dict[str, Any]]:
+    """Gemini ``contents``: a text, a part, a content, or a list of them, where each run of texts and parts is one
+    user's message (as the client sends them)."""
+    messages: list[dict[str, Any]] = []
+    loose: list[Any] = []
+    for item in _items(contents) if isinstance(contents, (list, tuple)) else [contents]:
+        if field(item, "parts") is None and field(item, "role") is None:
+            loose.append(item)
+            continue
+        if loose:
+            messages.append(_message("user", _parts(loose)))
+            loose = []
+        messages += _messages([item])
+    if loose and (parts := _parts(loose)):
+        messages.append(_message("user", parts))
+    return messages
+
+
+def _gemini_instructions(instruction: Any) -> list[dict[str, Any]]:
+    """Gemini's ``system_instruction``: a text, a part, a content, or a list of texts and parts."""
+    if instruction is None:
+        return []
+    parts = field(instruction, "parts")
+    return _parts(parts if parts is not None else instruction if isinstance(instruction, (str, list, tuple))
+                  else [instruction])
+
+
+def _gemini_tools(tools: Any) -> list[dict[str, Any]]:
+    """Gemini's tools: each ``Tool``'s function declarations, and its built-in tools by name (``google_search``,
+    ``code_execution``...); Python functions as functions."""
+    definitions: list[dict[str, Any]] = []
+    for tool in _items(tools):
+        python_function = callable(tool) and not isinstance(tool, Mapping)
+        declared = {"function_declarations": [tool]} if python_function else _plain(tool)
+        for kind, value in declared.items() if isinstance(declared, Mapping) else ():
+            if kind in ("function_declarations", "functionDeclarations"):
+                definitions += [definition for function in _items(value) if (definition := _tool_definition(function))]
+            else:
+                definitions.append({"type": kind, "name": kind})
+    return definitions

@@ -20,7 +20,9 @@ from urllib.parse import urlsplit
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
+from agentsight.instrumentation.content import GEMINI_CONTENT, Prompt
 from agentsight.instrumentation.genai import (
+    GenAITracer,
     ModelCall,
     attribute_value,
     field,
@@ -66,7 +68,7 @@ class GoogleGenAIInstrumentor(BaseInstrumentor):
         return ("google-genai >= 1.0, < 4",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        tracer = trace.get_tracer(__name__, tracer_provider=kwargs.get("tracer_provider"))
+        tracer = GenAITracer(__name__, kwargs)
         for cls, method, operation, streams in SURFACES:
             wrap_method(_MODULE, cls, method, partial(_start, tracer, operation), partial(_finish, operation, streams))
 
@@ -84,8 +86,8 @@ def _start(tracer: trace.Tracer, operation: str, instance: Any, arguments: Mappi
         request.update({key: attribute_value(field(config, name)) for key, name in _CONFIG_FIELDS.items()})
         request[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = text_list(field(config, "stop_sequences"))
     model = arguments.get("model")
-    return start_model_call(tracer, operation, provider, model if isinstance(model, str) else None, request,
-                            arguments.get("contents"))
+    prompt = Prompt(GEMINI_CONTENT, arguments) if operation == GENERATE_CONTENT else None
+    return start_model_call(tracer, operation, provider, model if isinstance(model, str) else None, request, prompt)
 
 
 def _server_attributes(api_client: Any) -> dict[str, Any]:

@@ -191,7 +191,7 @@ def _describe(call: ModelCall, response: Any, operation: str) -> None:
         finish_reasons=[reason for choice in choices if isinstance(reason := field(choice, "finish_reason"), str)],
         tool_calls=[name for message in messages for tool_call in field(message, "tool_calls") or []
                     if isinstance(name := field(field(tool_call, "function"), "name"), str)],
-        output_messages=[_dump(message) for message in messages],
+        output_messages=messages,
         **_tokens(usage),
     )
 
@@ -206,11 +206,6 @@ def _tokens(usage: Any) -> dict[str, Any]:
         "cache_write_tokens": field(usage, "cache_creation_input_tokens") or field(inputs, "cache_creation_tokens"),
         "reasoning_tokens": field(field(usage, "completion_tokens_details"), "reasoning_tokens"),
     }
-
-
-def _dump(item: Any) -> Any:
-    dump = getattr(item, "model_dump", None)
-    return dump(exclude_none=True) if callable(dump) else item
 
 
 class _StreamAccumulator:

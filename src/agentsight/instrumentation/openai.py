@@ -177,7 +177,7 @@ def _describe(call: ModelCall, response: Any, api: str) -> None:
             **_token_details(usage, _CHAT),
             tool_calls=[call_.function.name for message in messages
                         for call_ in (getattr(message, "tool_calls", None) or []) if hasattr(call_, "function")],
-            output_messages=[_dump(message) for message in messages],
+            output_messages=messages,
         )
     elif api == _RESPONSES:
         output = getattr(response, "output", None) or []
@@ -189,7 +189,7 @@ def _describe(call: ModelCall, response: Any, api: str) -> None:
             output_tokens=getattr(usage, "output_tokens", None),
             **_token_details(usage, _RESPONSES),
             tool_calls=[item.name for item in output if getattr(item, "type", None) == "function_call"],
-            output_messages=[_dump(item) for item in output],
+            output_messages=output,
         )
     else:
         call.record_response(model=getattr(response, "model", None),
@@ -207,11 +207,6 @@ def _token_details(usage: Any, api: str) -> dict[str, Any]:
     return {"cache_read_tokens": field(inputs, "cached_tokens"),
             "cache_write_tokens": field(inputs, "cache_write_tokens"),
             "reasoning_tokens": field(outputs, "reasoning_tokens")}
-
-
-def _dump(item: Any) -> Any:
-    dump = getattr(item, "model_dump", None)
-    return dump(exclude_none=True) if callable(dump) else item
 
 
 class _Choice:
