@@ -454,15 +454,20 @@ def test_cohere_messages_and_tools(fake: FakeLLMServer, monkeypatch: pytest.Monk
     with instrumented_with_telemetry(CohereInstrumentor) as telemetry:
         client = cohere.ClientV2(api_key="test", base_url=fake.cohere_base_url)
         client.chat(model="command-r-plus", messages=messages, tools=CHAT_TOOLS)
-    assert _content(telemetry.span().attributes) == {
+        for _ in client.chat_stream(model="command-r-plus", messages=messages, tools=CHAT_TOOLS):
+            pass
+    completed, streamed = telemetry.spans.get_finished_spans()
+    assert _content(completed.attributes) == {
         "gen_ai.input.messages": [{"role": "system", "parts": SYSTEM_TEXT},
                                   {"role": "user", "parts": [{"type": "text", "content": "Weather?"}]},
                                   *CHAT_CAPTURED["gen_ai.input.messages"][2:]],
         "gen_ai.tool.definitions": [WEATHER_TOOL],
         "gen_ai.output.messages": _called_the_tool("call_fake_1"),  # Cohere's TOOL_CALL
     }
-    assert telemetry.metrics_by_call() == (
-        {"cohere": 1}, {"input": (1, COHERE_USAGE["input_tokens"]), "output": (1, COHERE_USAGE["output_tokens"])})
+    assert _content(streamed.attributes)["gen_ai.output.messages"] == _called_the_tool("call_fake_2"), (
+        "the arguments' pieces put together")
+    assert telemetry.metrics_by_call() == ({"cohere": 2}, {
+        "input": (2, 2 * COHERE_USAGE["input_tokens"]), "output": (2, 2 * COHERE_USAGE["output_tokens"])})
 
 
 def test_bedrock_converse_system_tool_config_and_invoke_model_anthropic_body(
@@ -490,7 +495,9 @@ def test_bedrock_converse_system_tool_config_and_invoke_model_anthropic_body(
         client.converse(modelId=model, messages=messages, toolConfig=tool_config,
                         system=[{"text": "Be brief."}, {"cachePoint": {"type": "default"}}])
         client.invoke_model(modelId=model, body=json.dumps(body))["body"].read()
-    converse, invoke = telemetry.spans.get_finished_spans()
+        for _ in client.converse_stream(modelId=model, messages=messages, toolConfig=tool_config)["stream"]:
+            pass
+    converse, invoke, streamed = telemetry.spans.get_finished_spans()
     assert _content(converse.attributes) == {
         "gen_ai.system_instructions": SYSTEM_TEXT,
         "gen_ai.input.messages": [
@@ -509,10 +516,12 @@ def test_bedrock_converse_system_tool_config_and_invoke_model_anthropic_body(
         "gen_ai.output.messages": [{"role": "assistant", "finish_reason": "stop",
                                     "parts": [{"type": "text", "content": REPLY_TEXT}]}],
     }
-    cache = BEDROCK_USAGE["cacheReadInputTokens"] + BEDROCK_USAGE["cacheWriteInputTokens"]
-    assert telemetry.metrics_by_call() == ({"aws.bedrock": 2}, {
-        "input": (2, BEDROCK_USAGE["inputTokens"] + cache + ANTHROPIC_USAGE["input_tokens"]),
-        "output": (2, BEDROCK_USAGE["outputTokens"] + ANTHROPIC_USAGE["output_tokens"])})
+    assert _content(streamed.attributes)["gen_ai.output.messages"] == _called_the_tool("tooluse_fake_3"), (
+        "the input's pieces put together")
+    converse_input = sum(BEDROCK_USAGE[key] for key in ("inputTokens", "cacheReadInputTokens", "cacheWriteInputTokens"))
+    assert telemetry.metrics_by_call() == ({"aws.bedrock": 3}, {
+        "input": (3, 2 * converse_input + ANTHROPIC_USAGE["input_tokens"]),
+        "output": (3, 2 * BEDROCK_USAGE["outputTokens"] + ANTHROPIC_USAGE["output_tokens"])})
 
 
 def test_litellm_openai_chat_messages_and_tools(fake: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -203,24 +203,35 @@ class _StreamAccumulator:
     def __init__(self, call: ModelCall, model: Any, response_id: Any) -> None:
         self._call, self._model, self._response_id = call, model, response_id
         self._response: dict[str, Any] = {}
-        self._text: list[str] = []
-        self._tool_uses: list[Any] = []
+        self._blocks: dict[int, dict[str, Any]] = {}  # content block index -> its start and its deltas' pieces
 
     def add(self, event: Any) -> None:
         """Take what one event adds."""
         if not isinstance(event, Mapping):
             return
-        text = field(field(event.get("contentBlockDelta"), "delta"), "text")
-        self._text.extend([text] if isinstance(text, str) else [])
-        tool_use = field(field(event.get("contentBlockStart"), "start"), "toolUse")
-        self._tool_uses.extend([tool_use] if tool_use is not None else [])
+        if (start := event.get("contentBlockStart")) is not None:
+            self._block(start)["start"] = field(start, "start")
+        if (delta := event.get("contentBlockDelta")) is not None:
+            piece = field(delta, "delta")
+            text = field(piece, "text")
+            text = text if isinstance(text, str) else field(field(piece, "toolUse"), "input")  # a piece of JSON
+            if isinstance(text, str):
+                self._block(delta)["pieces"].append(text)
         if "messageStop" in event:
             self._response["stopReason"] = field(event["messageStop"], "stopReason")
         if "metadata" in event:
             self._response["usage"] = field(event["metadata"], "usage")
 
+    def _block(self, event: Any) -> dict[str, Any]:
+        index = field(event, "contentBlockIndex")
+        return self._blocks.setdefault(index if isinstance(index, int) else 0, {"start": None, "pieces": []})
+
     def record(self) -> None:
         """Record the whole stream on the span (called once, as it ends)."""
-        content = [{"toolUse": use} for use in self._tool_uses] + [{"text": "".join(self._text)}]
+        content: list[dict[str, Any]] = []
+        for _, block in sorted(self._blocks.items()):
+            tool_use, pieces = field(block["start"], "toolUse"), "".join(block["pieces"])
+            content.append({"toolUse": {**tool_use, "input": _json(pieces) if pieces else {}}}
+                           if isinstance(tool_use, Mapping) else {"text": pieces})
         output = {"message": {"role": "assistant", "content": content}}
         _describe(self._call, {**self._response, "output": output}, self._model, self._response_id)

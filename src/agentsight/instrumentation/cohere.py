@@ -139,7 +139,7 @@ class _StreamAccumulator:
         self._call = call
         self._response: dict[str, Any] = {}
         self._text: list[str] = []
-        self._tool_calls: list[Any] = []
+        self._tool_calls: dict[Any, tuple[Any, list[str]]] = {}  # index -> the call as started, its arguments' pieces
 
     def add(self, event: Any) -> None:
         """Take what one event adds."""
@@ -150,14 +150,21 @@ class _StreamAccumulator:
         elif kind == "content-delta":
             text = field(field(message, "content"), "text")
             self._text.extend([text] if isinstance(text, str) else [])
-        elif kind == "tool-call-start":
-            self._tool_calls.append(field(message, "tool_calls"))
+        elif kind in ("tool-call-start", "tool-call-delta"):
+            tool_call = field(message, "tool_calls")
+            _, pieces = self._tool_calls.setdefault(field(event, "index"), (tool_call, []))
+            arguments = field(field(tool_call, "function"), "arguments")
+            pieces.extend([arguments] if isinstance(arguments, str) else [])
         elif kind == "message-end":
             self._response.update(finish_reason=field(delta, "finish_reason"), usage=field(delta, "usage"))
 
     def record(self) -> None:
         """Record the whole stream on the span (called once, as it ends)."""
-        message: dict[str, Any] = {"role": "assistant", "content": [{"type": "text", "text": "".join(self._text)}]}
+        text = "".join(self._text)
+        message: dict[str, Any] = {"role": "assistant", "content": [{"type": "text", "text": text}] if text else []}
         if self._tool_calls:
-            message["tool_calls"] = self._tool_calls
+            message["tool_calls"] = [
+                {"id": field(call, "id"), "type": "function",
+                 "function": {"name": field(field(call, "function"), "name"), "arguments": "".join(pieces)}}
+                for call, pieces in self._tool_calls.values()]
         _describe(self._call, {**self._response, "message": message})
