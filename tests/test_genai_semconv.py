@@ -529,8 +529,14 @@ def test_litellm_openai_chat_messages_and_tools(fake: FakeLLMServer, monkeypatch
     litellm = pytest.importorskip("litellm")
     monkeypatch.setenv(CAPTURE_CONTENT_ENV, "SPAN_ONLY")
     with instrumented_with_telemetry(LiteLLMInstrumentor) as telemetry:
-        litellm.completion(model="openai/" + MODEL, api_base=fake.openai_base_url, api_key="test",
-                           messages=CHAT_HISTORY, tools=CHAT_TOOLS)
-    assert _content(telemetry.span().attributes) == CHAT_CAPTURED
-    assert telemetry.metrics_by_call() == (
-        {"openai": 1}, {"input": (1, CHAT_USAGE["prompt_tokens"]), "output": (1, CHAT_USAGE["completion_tokens"])})
+        route = {"model": "openai/" + MODEL, "api_base": fake.openai_base_url, "api_key": "test"}
+        litellm.completion(**route, messages=CHAT_HISTORY, tools=CHAT_TOOLS)
+        for _ in litellm.completion(**route, messages=CHAT_HISTORY, tools=CHAT_TOOLS, stream=True,
+                                    stream_options={"include_usage": True}):
+            pass
+    completed, streamed = telemetry.spans.get_finished_spans()
+    assert _content(completed.attributes) == CHAT_CAPTURED
+    assert _content(streamed.attributes)["gen_ai.output.messages"] == _called_the_tool("call_fake_2"), (
+        "the arguments' pieces put together")
+    assert telemetry.metrics_by_call() == ({"openai": 2}, {
+        "input": (2, 2 * CHAT_USAGE["prompt_tokens"]), "output": (2, 2 * CHAT_USAGE["completion_tokens"])})

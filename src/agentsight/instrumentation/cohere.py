@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
-from agentsight.instrumentation.content import COHERE_CHAT, Prompt
+from agentsight.instrumentation.content import COHERE_CHAT, Prompt, streamed_tool_call
 from agentsight.instrumentation.genai import (
     GenAITracer,
     ModelCall,
@@ -163,8 +163,6 @@ class _StreamAccumulator:
         text = "".join(self._text)
         message: dict[str, Any] = {"role": "assistant", "content": [{"type": "text", "text": text}] if text else []}
         if self._tool_calls:
-            message["tool_calls"] = [
-                {"id": field(call, "id"), "type": "function",
-                 "function": {"name": field(field(call, "function"), "name"), "arguments": "".join(pieces)}}
-                for call, pieces in self._tool_calls.values()]
+            calls = self._tool_calls.values()
+            message["tool_calls"] = [streamed_tool_call(call, "".join(pieces)) for call, pieces in calls]
         _describe(self._call, {**self._response, "message": message})

@@ -132,6 +132,13 @@ def output_messages(shape: str | None, native: Any, finish_reasons: Sequence[str
     return messages
 
 
+def streamed_tool_call(call: Any, arguments: str) -> dict[str, Any]:
+    """A chat stream's tool call, as it started (OpenAI-like: ``id``, ``function.name``), with the ``arguments``
+    its pieces added up to, in the OpenAI chat shape."""
+    return {"id": field(call, "id"), "type": "function",
+            "function": {"name": field(field(call, "function"), "name"), "arguments": arguments}}
+
+
 def dumps(value: Any) -> str:
     """JSON text of content, as span attributes carry it."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -33,7 +33,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
-from agentsight.instrumentation.content import OPENAI_CHAT, Prompt
+from agentsight.instrumentation.content import OPENAI_CHAT, Prompt, streamed_tool_call
 from agentsight.instrumentation.genai import (
     GenAITracer,
     ModelCall,
@@ -230,8 +230,12 @@ class _StreamAccumulator:
             delta = field(choice, "delta")
             if isinstance(content := field(delta, "content"), str):
                 state["content"].append(content)
-            state["tool_calls"].extend(tool_call for tool_call in field(delta, "tool_calls") or []
-                                       if field(field(tool_call, "function"), "name"))
+            for tool_call in field(delta, "tool_calls") or []:  # a named one starts a call, the others go on with it
+                function = field(tool_call, "function")
+                if field(function, "name"):
+                    state["tool_calls"].append((tool_call, []))
+                if state["tool_calls"] and isinstance(arguments := field(function, "arguments"), str):
+                    state["tool_calls"][-1][1].append(arguments)
 
     def record(self) -> None:
         """Record the whole stream on the span (called once, as it ends)."""
@@ -242,6 +246,7 @@ class _StreamAccumulator:
         choices = []
         for index in sorted(self._choices):
             state = self._choices[index]
-            message = {"role": "assistant", "content": "".join(state["content"]), "tool_calls": state["tool_calls"]}
+            tool_calls = [streamed_tool_call(call, "".join(pieces)) for call, pieces in state["tool_calls"]]
+            message = {"role": "assistant", "content": "".join(state["content"]) or None, "tool_calls": tool_calls}
             choices.append({"index": index, "finish_reason": state["finish_reason"], "message": message})
         _describe(self._call, {**self._response, "usage": usage, "choices": choices}, _CHAT)
