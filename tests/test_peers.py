@@ -10,6 +10,7 @@ AgentSight API over the REST wire, where each turn must hold one model call and 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -52,6 +53,7 @@ SURFACES = {
     "anthropic-create-stream": (1, ANTHROPIC_TOKENS),
     "anthropic-stream-helper": (1, ANTHROPIC_TOKENS),
     "anthropic-beta-create": (1, ANTHROPIC_TOKENS),
+    "anthropic-two-surfaces-at-once": (2, (2 * ANTHROPIC_TOKENS[0], 2 * ANTHROPIC_TOKENS[1])),
 }
 """Each surface the app calls, in a turn of that name: its provider calls and their tokens."""
 
@@ -94,6 +96,11 @@ async def two_at_once():
     await asyncio.gather(client.chat.completions.create(**CHAT), client.chat.completions.create(**CHAT))
 
 
+async def two_surfaces_at_once():
+    client = anthropic.AsyncAnthropic(**ANTHROPIC)
+    await asyncio.gather(client.beta.messages.create(**MESSAGE), client.messages.create(**MESSAGE))
+
+
 def openai_stream():
     for _ in openai.OpenAI(**OPENAI).chat.completions.create(**CHAT, stream=True,
                                                               stream_options={"include_usage": True}):
@@ -121,6 +128,7 @@ SURFACES = {
     "anthropic-create-stream": anthropic_create_stream,
     "anthropic-stream-helper": anthropic_stream_helper,
     "anthropic-beta-create": lambda: anthropic.Anthropic(**ANTHROPIC).beta.messages.create(**MESSAGE),
+    "anthropic-two-surfaces-at-once": lambda: asyncio.run(two_surfaces_at_once()),
 }
 raised = {}
 for surface, call in SURFACES.items():
@@ -189,6 +197,34 @@ def test_every_call_counts_once_and_nothing_raises(
     assert counted(api) == SURFACES
 
 
+CHAT_SPAN = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "m",
+             "gen_ai.usage.input_tokens": 5, "gen_ai.usage.output_tokens": 3}
+"""A model-call span's attributes, as another instrumentation records them."""
+
+
+@pytest.mark.usefixtures("rest_wire")  # reads the model calls as REST actions
+def test_concurrent_calls_recorded_by_different_instrumentations_stay_apart(
+    api: DevServer, tracker: ConversationTracker
+) -> None:
+    """Two calls at once in one turn, each seen by one instrumentation only (as when one of them uses a surface
+    only a peer instruments): they overlap and are not nested, yet they are two calls, not one side by side."""
+    provider = TracerProvider()
+    provider.add_span_processor(ModelCallAttribution())
+    tracker.get_or_create_conversation("conv-apart")
+
+    async def call(scope: str) -> None:
+        with provider.get_tracer(scope).start_as_current_span("chat m", attributes=CHAT_SPAN):
+            await asyncio.sleep(0.01)
+
+    async def both() -> None:
+        await asyncio.gather(call("a.peer"), call("a.client"))
+
+    asyncio.run(both())
+    tracker.send_tracked_data()
+    assert tracker.flush(10)["complete"]
+    assert counted(api)["conv-apart"] == (2, (10, 6))
+
+
 @pytest.mark.usefixtures("rest_wire")  # reads the model calls as REST actions
 def test_an_agents_span_is_no_model_call_and_hides_none_inside_it(api: DevServer, tracker: ConversationTracker) -> None:
     """An agent framework's ``invoke_agent`` span (GenAI, but no call to a model) around two model calls:
@@ -199,9 +235,7 @@ def test_an_agents_span_is_no_model_call_and_hides_none_inside_it(api: DevServer
     tracker.get_or_create_conversation("conv-agent")
     with tracer.start_as_current_span("invoke_agent support", attributes={"gen_ai.operation.name": "invoke_agent"}):
         for _ in range(2):
-            tracer.start_span("chat m", attributes={
-                "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "m",
-                "gen_ai.usage.input_tokens": 5, "gen_ai.usage.output_tokens": 3}).end()
+            tracer.start_span("chat m", attributes=CHAT_SPAN).end()
     tracker.send_tracked_data()
     assert tracker.flush(10)["complete"]
     assert counted(api)["conv-agent"] == (2, (10, 6))

@@ -10,11 +10,11 @@ When several spans describe one provider call, exactly one of them counts. The s
 - a model call that starts in a turn, outside any other model call, and
 - every model call nested anywhere under it (directly, or under spans in between, such as an HTTP
   client's span or an instrumentation's span that does not follow the GenAI conventions), and
-- every model call started side by side with it: in the same turn while it is still open (not yet
-  counted), for the same provider, by an instrumentation that has no span in the call yet. A peer that
-  starts its span without making it current wraps the same client call, so its span and ours start in
-  the same turn, outside each other. Calls made concurrently never merge as long as each has a span of
-  one same instrumentation (each instrumentation has at most one span side by side in a call).
+- every model call started side by side with it: in the same turn and the same asyncio task (or thread,
+  outside tasks) while it is still open (not yet counted), for the same provider, by an instrumentation
+  that has no span in the call yet. A peer that starts its span without making it current wraps the
+  same client call, so its span and ours start one after the other in one task, outside each other;
+  calls made concurrently run in tasks or threads of their own.
 
 The span that counts is ours (scope ``agentsight``), counted as soon as it ends; without one, the first
 started of the spans that report token usage (else the first started), counted once all have ended.
@@ -28,6 +28,7 @@ app's provider) share one ledger of the calls in flight, so spans they see apart
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -60,6 +61,14 @@ def _provider(attributes: Mapping[str, Any]) -> str | None:
     return str(provider).lower() if provider else None
 
 
+def _task_or_thread() -> int:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running event loop
+        task = None
+    return id(task) if task is not None else threading.get_ident()
+
+
 def _rank(span: ReadableSpan) -> tuple[bool, bool, int]:
     """Ours first, then a span reporting token usage, then the first started."""
     scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
@@ -72,6 +81,7 @@ class _Call:
     """One provider call in a turn: its model-call spans still open, and the best of those ended."""
 
     turn: ConversationTurn
+    started_in: tuple[ConversationTurn, int]
     provider: str | None
     scopes: set[str] = field(default_factory=set)
     open_members: set[int] = field(default_factory=set)
@@ -86,27 +96,28 @@ class _Ledger:
         self.lock = threading.Lock()
         self.inside: dict[int, _Call] = {}
         """Open span id (a call's model-call spans and the spans under them) -> its call."""
-        self.side_by_side: dict[ConversationTurn, list[_Call]] = {}
-        """Turn -> the calls started in it and not counted yet."""
+        self.side_by_side: dict[tuple[ConversationTurn, int], list[_Call]] = {}
+        """(turn, task or thread) -> the calls started there and not counted yet."""
 
     def join(self, turn: ConversationTurn, provider: str | None, scope: str) -> _Call:
         """The call a model call starting outside any other belongs to: one open beside it, or a new one."""
-        calls = self.side_by_side.setdefault(turn, [])
+        where = (turn, _task_or_thread())
+        calls = self.side_by_side.setdefault(where, [])
         for call in calls:
             if scope not in call.scopes and (provider is None or call.provider in (None, provider)):
                 return call
-        call = _Call(turn, provider)
+        call = _Call(turn, where, provider)
         calls.append(call)
         return call
 
     def counted(self, call: _Call) -> None:
         """Mark ``call`` counted: no span joins it side by side any more."""
         call.counted = True
-        calls = self.side_by_side.get(call.turn, [])
+        calls = self.side_by_side.get(call.started_in, [])
         if call in calls:
             calls.remove(call)
         if not calls:
-            self.side_by_side.pop(call.turn, None)
+            self.side_by_side.pop(call.started_in, None)
 
 
 _LEDGER = _Ledger()
