@@ -1,17 +1,18 @@
-"""What instrumenting the ``openai`` client costs per call: agentsight's instrumentor against the official one.
+"""What instrumenting the ``openai`` client costs per call: agentsight's instrumentor against its peers.
 
-Run from the project's environment: ``python bench/llm_overhead.py [--quick]``. Installs the official
-``opentelemetry-instrumentation-genai-openai`` (with this project, editable, and ``openai``) into the
-plain scratch venv ``bench/.official-venv`` when needed, pinning ``openai``, ``opentelemetry-sdk``,
-``wrapt`` and everything they require to the project venv's versions, so the calls differ only in
-their instrumentation.
+Run from the project's environment: ``python bench/llm_overhead.py [--quick]``. The peers are the official
+``opentelemetry-instrumentation-genai-openai``, OpenLLMetry's ``opentelemetry-instrumentation-openai`` and
+``openinference-instrumentation-openai``: each is installed (with this project, editable, and ``openai``)
+into a plain scratch venv of its own, ``bench/.<peer>-venv``, when needed, pinning ``openai``,
+``opentelemetry-sdk``, ``wrapt`` and everything they require to the project venv's versions, so the calls
+differ only in their instrumentation.
 
 Each variant runs in a subprocess of its own (``--worker``, under ``python -I``) against one fake
 OpenAI-compatible server and one local AgentSight API, both served from this process:
 
 - ``bare``: no instrumentation (also run under the scratch venv's interpreter, as an A/A noise check);
 - ``ours``: ``agentsight.instrumentation.openai.OpenAIInstrumentor``;
-- ``official``: the official ``OpenAIInstrumentor`` (scratch venv);
+- ``official``, ``openllmetry``, ``openinference``: that peer's ``OpenAIInstrumentor`` (its scratch venv);
 - ``ours_in_turn``: ours, with a ``ConversationTracker`` turn open around the calls, sent and a new
   one opened every few calls, so attributing the calls to turns (and delivering them) is included.
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib
 import io
 import json
 import os
@@ -62,13 +64,38 @@ if TYPE_CHECKING:
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "RESULTS_LLM.md"
-OFFICIAL_VENV = BENCH / ".official-venv"
-OFFICIAL_PACKAGE = "opentelemetry-instrumentation-genai-openai"
-OFFICIAL_VERSION = "1.3b0"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A peer instrumentation of ``openai``, measured from a scratch venv of its own."""
+
+    label: str
+    package: str
+    version: str
+    module: str
+    """Where its ``OpenAIInstrumentor`` is."""
+
+    @property
+    def venv(self) -> Path:
+        return BENCH / f".{self.label}-venv"
+
+
+PEERS = (
+    Peer("official", "opentelemetry-instrumentation-genai-openai", "1.3b0",
+         "opentelemetry.instrumentation.genai.openai"),
+    Peer("openllmetry", "opentelemetry-instrumentation-openai", "0.62.4", "opentelemetry.instrumentation.openai"),
+    Peer("openinference", "openinference-instrumentation-openai", "0.1.66", "openinference.instrumentation.openai"),
+)
+PEER_BY_LABEL = {peer.label: peer for peer in PEERS}
+CONTENT_OFF = {"TRACELOOP_TRACE_CONTENT": "false", "OPENINFERENCE_HIDE_INPUTS": "true",
+               "OPENINFERENCE_HIDE_OUTPUTS": "true"}
+"""Message content capture off for the peers that capture it by default (OpenLLMetry, OpenInference)."""
 CALL_PATH = ("openai", "opentelemetry-sdk", "wrapt")
 """What every variant's calls run through: these and all they require are pinned to the project venv's versions."""
 NOT_COMPARED = {"pip", "setuptools", "wheel", "agentsight-otel"}
-REPORTED_PACKAGES = ("openai", "opentelemetry-sdk", "agentsight-otel", OFFICIAL_PACKAGE, "opentelemetry-util-genai")
+REPORTED_PACKAGES = ("openai", "opentelemetry-sdk", "agentsight-otel", "opentelemetry-util-genai",
+                     *(peer.package for peer in PEERS))
 
 API_KEY = "ags_" + "a" * 32 + "_" + "b" * 6
 MODEL = "gpt-4o-mini"
@@ -78,14 +105,15 @@ REPLY_TEXT = " ".join(f"word{index}" for index in range(STREAM_CHUNKS))
 """100 words, so each of the 100 streamed deltas carries one (non-empty) word."""
 USAGE = (11, 7)
 """Input and output tokens the fake server reports for every chat completion."""
-CONTENT_ATTRIBUTES = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions")
+CONTENT = ("Where is my order?", "word0 word1")
+"""The request's and the reply's text: no span attribute may hold them (content capture is off)."""
 CALLS_PER_TURN = 10
 CLIENT_TIMEOUT = 30.0
 
-BARE, OURS, OFFICIAL, OURS_IN_TURN = "bare", "ours", "official", "ours_in_turn"
-VARIANTS = (BARE, OURS, OFFICIAL, OURS_IN_TURN)
+BARE, OURS, OURS_IN_TURN = "bare", "ours", "ours_in_turn"
+VARIANTS = (BARE, OURS, OURS_IN_TURN, *PEER_BY_LABEL)
 AA = "bare (scratch venv, A/A)"
-"""``bare`` under the scratch venv's interpreter: its difference from ``bare`` shows the noise."""
+"""``bare`` under the first peer's scratch venv's interpreter: its difference from ``bare`` shows the noise."""
 KINDS = (("chat_ns", "non-stream call"), ("stream_ns", "100-chunk stream"))
 SEEN_ELSEWHERE = {"chat_ns": "+0.11 ms", "stream_ns": "+1.2 ms"}
 """The official package's overhead as measured elsewhere, quoted in the goal."""
@@ -129,8 +157,20 @@ class Run:
 # -- worker side: runs under either venv's interpreter, imports only what its variant needs ------------------------
 
 
+def is_model_call(attributes: Any) -> bool:
+    """A model-call span: GenAI conventions, or OpenInference's (which has no ``gen_ai.operation.name``)."""
+    return bool(attributes) and ("gen_ai.operation.name" in attributes
+                                 or attributes.get("openinference.span.kind") == "LLM")
+
+
+def token_usage(attributes: Any) -> list[Any]:
+    """Input and output tokens a model-call span reports (GenAI or OpenInference attributes)."""
+    return [attributes.get("gen_ai.usage.input_tokens", attributes.get("llm.token_count.prompt")),
+            attributes.get("gen_ai.usage.output_tokens", attributes.get("llm.token_count.completion"))]
+
+
 class CountingExporter(SpanExporter):
-    """Drops spans, counting the model-call ones (``gen_ai.operation.name``) and keeping the last of those."""
+    """Drops spans, counting the model-call ones (:func:`is_model_call`) and keeping the last of those."""
 
     def __init__(self) -> None:
         self.model_calls = 0
@@ -138,7 +178,7 @@ class CountingExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         for span in spans:
-            if span.attributes and "gen_ai.operation.name" in span.attributes:
+            if is_model_call(span.attributes):
                 self.model_calls += 1
                 self.last_model_call = span
         return SpanExportResult.SUCCESS
@@ -196,10 +236,8 @@ def instrument(variant: str, api_url: str, exporter: CountingExporter) -> tuple[
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     driver = None
-    if variant == OFFICIAL:
-        from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor as Official
-
-        instrumentor: Any = Official()
+    if variant in PEER_BY_LABEL:
+        instrumentor: Any = importlib.import_module(PEER_BY_LABEL[variant].module).OpenAIInstrumentor()
     else:
         from agentsight.instrumentation.openai import OpenAIInstrumentor as Ours
 
@@ -298,8 +336,9 @@ class Worker:
             "calls": self.calls,
             "stream_chunk_counts": sorted(self.chunk_counts),
             "model_call_spans": self.exporter.model_calls,
-            "last_usage": [attributes.get("gen_ai.usage.input_tokens"), attributes.get("gen_ai.usage.output_tokens")],
-            "content_attributes": [key for key in CONTENT_ATTRIBUTES if key in attributes],
+            "last_usage": token_usage(attributes),
+            "content_attributes": [key for key, value in attributes.items()
+                                   if isinstance(value, str) and any(text in value for text in CONTENT)],
             "turn": self.driver.finish() if self.driver is not None else None,
         }
         if self.profile is not None and self.profile_pattern:
@@ -368,16 +407,17 @@ PROBE = (
 )
 
 
-def venv_state(python: Path, pins: dict[str, str]) -> tuple[list[str], list[str]]:
-    """What is wrong with the scratch venv of ``python`` (empty when ready), and its other differences from ours."""
+def venv_state(peer: Peer, pins: dict[str, str]) -> tuple[list[str], list[str]]:
+    """What is wrong with ``peer``'s scratch venv (empty when ready), and its other differences from ours."""
+    python = peer.venv / "bin" / "python"
     if not python.exists():
         return ["no venv"], []
     probe = subprocess.run([str(python), "-I", "-c", PROBE], capture_output=True, text=True, check=True)
     found = json.loads(probe.stdout)
     dists = {canonical(name): version for name, version in found["dists"].items()}
     problems = []
-    if dists.get(OFFICIAL_PACKAGE) != OFFICIAL_VERSION:
-        problems.append(f"{OFFICIAL_PACKAGE} {dists.get(OFFICIAL_PACKAGE)} (want {OFFICIAL_VERSION})")
+    if dists.get(peer.package) != peer.version:
+        problems.append(f"{peer.package} {dists.get(peer.package)} (want {peer.version})")
     if not found["agentsight"] or not Path(found["agentsight"]).is_relative_to(ROOT / "src"):
         problems.append(f"agentsight from {found['agentsight']} (want {ROOT / 'src'}, editable)")
     differing = {
@@ -389,25 +429,25 @@ def venv_state(python: Path, pins: dict[str, str]) -> tuple[list[str], list[str]
     return problems, [text for name, text in differing.items() if name not in pins]
 
 
-def official_python() -> tuple[Path, list[str]]:
-    """The scratch venv's interpreter, the venv made ready first; and how its other shared packages differ."""
-    python = OFFICIAL_VENV / "bin" / "python"
-    pins = project_pins()
-    problems, differences = venv_state(python, pins)
+def peer_python(peer: Peer, pins: dict[str, str]) -> tuple[Path, list[str]]:
+    """``peer``'s scratch venv's interpreter, the venv made ready first; and how its other shared packages differ."""
+    python = peer.venv / "bin" / "python"
+    problems, differences = venv_state(peer, pins)
     if not problems:
         return python, differences
-    print(f"Preparing {OFFICIAL_VENV} ({'; '.join(problems)}) ...", file=sys.stderr, flush=True)
+    print(f"Preparing {peer.venv} ({'; '.join(problems)}) ...", file=sys.stderr, flush=True)
     if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(OFFICIAL_VENV)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(peer.venv)], check=True)
+        (peer.venv / ".gitignore").write_text("*\n", encoding="utf-8")  # a scratch venv: never committed
     with tempfile.TemporaryDirectory() as scratch:
         constraints = Path(scratch) / "constraints.txt"
         constraints.write_text("".join(f"{name}=={version}\n" for name, version in sorted(pins.items())))
         pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--pre"]
-        packages = ["-e", str(ROOT), "openai", f"{OFFICIAL_PACKAGE}=={OFFICIAL_VERSION}"]
+        packages = ["-e", str(ROOT), "openai", f"{peer.package}=={peer.version}"]
         subprocess.run([*pip, "-c", str(constraints), *packages], check=True)
-    problems, differences = venv_state(python, pins)
+    problems, differences = venv_state(peer, pins)
     if problems:
-        raise RuntimeError(f"{OFFICIAL_VENV} is not as wanted after installing: {'; '.join(problems)}")
+        raise RuntimeError(f"{peer.venv} is not as wanted after installing: {'; '.join(problems)}")
     return python, differences
 
 
@@ -419,7 +459,7 @@ class WorkerProcess:
         self.stderr: IO[str] = tempfile.TemporaryFile("w+")
         environment = {key: value for key, value in os.environ.items() if not key.startswith(("AGENTSIGHT_", "OTEL_"))}
         environment["AGENTSIGHT_AUTO_INSTRUMENT"] = "false"  # the worker instruments explicitly
-        environment["AGENTSIGHT_PROTOCOL"] = "rest"  # a model call in a turn is counted as its action log
+        environment.update(CONTENT_OFF)
         self.process = subprocess.Popen(
             [str(run.python), "-I", str(Path(__file__).resolve()), "--worker", run.variant, json.dumps(params)],
             stdin=subprocess.PIPE,
@@ -481,7 +521,8 @@ def check_worker(run: Run, result: dict[str, Any], expected_chunks: int) -> None
         problems.append(f"last span's token usage {result['last_usage']}, not {list(USAGE)}")
     if result["content_attributes"]:
         problems.append(f"message content captured: {result['content_attributes']}")
-    expected_source = OFFICIAL_VENV if run.variant == OFFICIAL else ROOT / "src" / "agentsight"
+    peer = PEER_BY_LABEL.get(run.variant)
+    expected_source = peer.venv if peer is not None else ROOT / "src" / "agentsight"
     if instrumented and not Path(result["instrumentor"]).resolve().is_relative_to(expected_source.resolve()):
         problems.append(f"instrumentor from {result['instrumentor']}, not under {expected_source}")
     if run.variant == OURS_IN_TURN and not (result["turn"] and result["turn"]["delivered"]):
@@ -523,7 +564,7 @@ class Measured:
 def measure_round(runs: list[Run], counts: Counts, params: dict[str, Any], api: Any
                   ) -> dict[str, tuple[dict[str, list[int]], dict[str, Any]]]:
     """Start every worker, take turns in rotating order block by block, finish them; per label, timings and report."""
-    logs_before = len(api.accepted("/api/action_logs/"))
+    tokens_before = api.store.stats()["tokens"]["total_tokens"]
     workers = [WorkerProcess(run, params) for run in runs]
     try:
         for worker in workers:
@@ -541,12 +582,10 @@ def measure_round(runs: list[Run], counts: Counts, params: dict[str, Any], api: 
     for run in runs:
         check_worker(run, finals[run.label], params["expected_chunks"])
     in_turn = [finals[run.label] for run in runs if run.variant == OURS_IN_TURN]
-    logs = len(api.accepted("/api/action_logs/")) - logs_before
-    expected = sum(final["calls"] + final["turn"]["turns"] for final in in_turn)  # an action per call, usage per turn
-    if logs != expected:
-        raise RuntimeError(f"the API accepted {logs} action logs, expected {expected}")
-    for final in in_turn:
-        final["action_logs"] = final["calls"] + final["turn"]["turns"]
+    tokens = api.store.stats()["tokens"]["total_tokens"] - tokens_before
+    expected = sum(final["calls"] for final in in_turn) * sum(USAGE)  # every call in a turn counted once
+    if tokens != expected:
+        raise RuntimeError(f"the API holds {tokens} tokens of the calls in turns, expected {expected}")
     return {label: (timings[label], finals[label]) for label in timings}
 
 
@@ -595,23 +634,22 @@ def report(runs: list[Run], measured: dict[str, Measured], counts: Counts, diffe
         "|---|---|---|---|---|---|",
     ]
     for run in runs:
-        venv = "scratch venv" if run.python.parent.parent == OFFICIAL_VENV else "project venv"
+        venv = "project venv" if run.python == Path(sys.executable) else f"`bench/{run.python.parent.parent.name}`"
         cells = [f"{measured[run.label].figure(kind):.3f} ms" for kind, _ in KINDS]
         extra = ["—" if run.label == BARE else signed(overhead(run.label, kind)) for kind, _ in KINDS]
         table.append(f"| {run.label} | {venv} | {cells[0]} | {extra[0]} | {cells[1]} | {extra[1]} |")
     goals = [
-        "| Goal | Ours | Official | Official − ours | A/A noise (bare twice) | Result |",
+        "| Goal | Ours | Lowest peer | Lowest peer − ours | A/A noise (bare twice) | Result |",
         "|---|---|---|---|---|---|",
     ]
-    for kind, what in KINDS:
-        ours, official = overhead(OURS, kind), overhead(OFFICIAL, kind)
-        passed = "PASS" if ours <= official else "**FAIL**"
-        goals.append(f"| {what}: ours' overhead ≤ official's | {signed(ours)} | {signed(official)} "
-                     f"| {official - ours:+.3f} ms | {signed(overhead(AA, kind))} | {passed} |")
-    for kind, what in KINDS:
-        in_a_turn, official = overhead(OURS_IN_TURN, kind), overhead(OFFICIAL, kind)
-        goals.append(f"| {what}, ours inside a turn (no goal) | {signed(in_a_turn)} | {signed(official)} "
-                     f"| {official - in_a_turn:+.3f} ms | | — |")
+    for label, where in ((OURS, "outside a turn"), (OURS_IN_TURN, "inside a turn")):
+        for kind, what in KINDS:
+            ours = overhead(label, kind)
+            lowest = min((peer.label for peer in PEERS), key=lambda peer_label: overhead(peer_label, kind))
+            passed = "PASS" if ours <= overhead(lowest, kind) else "**FAIL**"
+            goals.append(f"| {what}, {where}: ours' overhead ≤ the lowest peer's | {signed(ours)} | {lowest} "
+                         f"{signed(overhead(lowest, kind))} | {overhead(lowest, kind) - ours:+.3f} ms "
+                         f"| {signed(overhead(AA, kind))} | {passed} |")
     per_round = [
         f"{run.label}: " + ", ".join(
             f"{chat - bare_chat:+.3f} / {stream - bare_stream:+.3f}"
@@ -624,8 +662,10 @@ def report(runs: list[Run], measured: dict[str, Measured], counts: Counts, diffe
     ]
     in_turn = measured[OURS_IN_TURN].finals
     turn_ns = [ns for final in in_turn for ns in final["turn"]["turn_ns"]]
-    project, scratch = measured[BARE].finals[0]["versions"], measured[OFFICIAL].finals[0]["versions"]
-    delivered = sum(final["action_logs"] for final in in_turn)
+    project = measured[BARE].finals[0]["versions"]
+    peers = "; ".join(
+        f"`bench/{peer.venv.name}`: {peer.package} {measured[peer.label].finals[0]['versions'][peer.package]}"
+        for peer in PEERS)
     calls = sum(final["calls"] for final in in_turn)
     turns = sum(final["turn"]["turns"] for final in in_turn)
     command = shlex.join([sys.executable, *sys.argv])
@@ -639,11 +679,9 @@ def report(runs: list[Run], measured: dict[str, Measured], counts: Counts, diffe
         f"Python {platform.python_version()} ({platform.python_implementation()})",
         f"- Project venv: openai {project['openai']}, opentelemetry-sdk {project['opentelemetry-sdk']}, "
         f"agentsight-otel {project['agentsight-otel']} (commit {source_state()}). "
-        "Scratch venv (`bench/.official-venv`): "
-        f"{OFFICIAL_PACKAGE} {scratch[OFFICIAL_PACKAGE]} (opentelemetry-util-genai "
-        f"{scratch['opentelemetry-util-genai']}), openai {scratch['openai']}, opentelemetry-sdk "
-        f"{scratch['opentelemetry-sdk']}, with the project venv's versions of `openai`, `opentelemetry-sdk`, "
-        "`wrapt` and all they require; other shared packages that differ: " + (", ".join(differences) or "none"),
+        f"Scratch venvs, one per peer ({peers}), each with the project venv's versions of `openai`, "
+        "`opentelemetry-sdk`, `wrapt` and all they require; other shared packages that differ: "
+        + (", ".join(differences) or "none"),
         f"- Command: `{command}`",
         f"- Per worker and round: {counts.warmup_cycles * (counts.chats_per_cycle + 1)} warm-up calls, then "
         f"{counts.chats:,} non-stream and {counts.streams:,} stream calls, each timed alone, one keep-alive "
@@ -655,17 +693,20 @@ def report(runs: list[Run], measured: dict[str, Measured], counts: Counts, diffe
         "role, finish and usage chunks; usage 11/7, `stream_options.include_usage`) and a local AgentSight API, both "
         "in the benchmark's process; each variant in a subprocess (`--worker`, `python -I`). Instrumented variants: "
         "SDK `TracerProvider` (global too) + `SimpleSpanProcessor` with an exporter that only counts spans; no "
-        "meter/logger provider (the official package's metrics go to the no-op global one); content capture off "
-        "(the default of both; `OTEL_*` variables cleared; the official 1.3b0 needs no "
-        "`OTEL_SEMCONV_STABILITY_OPT_IN`). Every run is checked: one model-call span per call with usage 11/7, "
-        "no message content, every stream 103 chunks.",
+        "meter/logger provider (the peers' metrics go to the no-op global one); content capture off "
+        "(the default of ours and the official one; `OTEL_*` variables cleared; OpenLLMetry with "
+        "`TRACELOOP_TRACE_CONTENT=false`, OpenInference with `OPENINFERENCE_HIDE_INPUTS` / `_OUTPUTS`). Every run "
+        "is checked: one model-call span per call (OpenInference's: `openinference.span.kind=LLM`) with usage "
+        "11/7, no attribute holding the request's or reply's text, every stream 103 chunks.",
         f"- ours_in_turn: a `ConversationTracker` turn open around every call, sent and a new one opened every "
         f"{CALLS_PER_TURN} calls (outside the timed calls: median {statistics.median(turn_ns) / 1e3:.0f} µs per "
         "send + reopen); the calls' spans go to the tracker's pipeline: attributed to the turn, forwarded to the "
         "app's provider, delivered to the local API in the background (waited for after each block, untimed). "
-        f"Delivered: {delivered:,} action logs for {calls:,} calls + {turns:,} turns (all of them).",
+        f"Delivered on the default (ingest) wire: {turns:,} turns holding all {calls:,} calls, each counted once "
+        f"(the API's token total grew by {sum(USAGE)} per call).",
         "",
-        f"**Goal:** ours' overhead at or below the official package's (seen elsewhere at about "
+        "**Goal:** ours' overhead at or below the lowest of the peers', for a non-stream call and a 100-chunk "
+        "stream, outside and inside a turn (the official package was seen elsewhere at about "
         f"{SEEN_ELSEWHERE['chat_ns']} per call and {SEEN_ELSEWHERE['stream_ns']} per 100-chunk stream).",
         "",
         *table,
@@ -697,13 +738,15 @@ def main() -> int:
 
     started, load_at_start = time.perf_counter(), os.getloadavg()[0]
     counts = QUICK if arguments.quick else FULL
-    project_python, (scratch_python, differences) = Path(sys.executable), official_python()
+    project_python, pins = Path(sys.executable), project_pins()
+    scratch = {peer.label: peer_python(peer, pins) for peer in PEERS}
+    differences = sorted({text for _, found in scratch.values() for text in found})
     runs = [
         Run(BARE, BARE, project_python),
         Run(OURS, OURS, project_python),
-        Run(OFFICIAL, OFFICIAL, scratch_python),
+        *(Run(peer.label, peer.label, scratch[peer.label][0]) for peer in PEERS),
         Run(OURS_IN_TURN, OURS_IN_TURN, project_python),
-        Run(AA, BARE, scratch_python),
+        Run(AA, BARE, scratch[PEERS[0].label][0]),
     ]
     fake = FakeLLMServer()
     fake.stream_chunks, fake.reply_text = STREAM_CHUNKS, REPLY_TEXT
