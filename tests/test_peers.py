@@ -15,15 +15,20 @@ import json
 import os
 import subprocess
 import textwrap
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentsight import ConversationTracker
 from agentsight.dev import DevServer
 from agentsight.dev.local_llm import ANTHROPIC_USAGE, CHAT_USAGE, FakeLLMServer
+from agentsight.instrumentation.genai import start_model_call
+from agentsight.instrumentation.streams import StreamWrapper
 from agentsight.spans.attribution import ModelCallAttribution
 from tests.conftest import API_KEY, bodies
 from tests.scratch_venv import ROOT, scratch_python
@@ -239,3 +244,39 @@ def test_an_agents_span_is_no_model_call_and_hides_none_inside_it(api: DevServer
     tracker.send_tracked_data()
     assert tracker.flush(10)["complete"]
     assert counted(api)["conv-agent"] == (2, (10, 6))
+
+
+class IterableOnly:
+    """A stream as another instrumentation's proxy may be: iterable (sync and async), but no iterator."""
+
+    def __init__(self, items: list[int]) -> None:
+        self.items = items
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.items)
+
+    async def __aiter__(self) -> AsyncIterator[int]:
+        for item in self.items:
+            yield item
+
+
+def test_a_stream_that_is_iterable_but_no_iterator_is_read_whole_and_ends_its_call_once() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    seen: list[int] = []
+
+    def wrapped() -> StreamWrapper:
+        call = start_model_call(tracer, "chat", "openai", "m", {})
+        assert call is not None
+        return StreamWrapper(IterableOnly([1, 2, 3]), call, seen.append, lambda: None)
+
+    assert list(wrapped()) == [1, 2, 3]
+
+    async def read() -> list[int]:
+        return [item async for item in wrapped()]
+
+    assert asyncio.run(read()) == [1, 2, 3]
+    assert seen == [1, 2, 3, 1, 2, 3]
+    assert [span.name for span in exporter.get_finished_spans()] == ["chat m", "chat m"]
