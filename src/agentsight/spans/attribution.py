@@ -182,13 +182,12 @@ class ModelCallAttribution(SpanProcessor):
             call.open_members.discard(span_id)
             if call.counted:
                 return
-            if call.best is None or _rank(span) > _rank(call.best):
-                call.best = span
-            ours = _rank(span)[0]
-            if not ours and call.open_members:
+            rank = _rank(span)
+            best = span if call.best is None or rank > _rank(call.best) else call.best
+            call.best = best
+            if call.open_members and not rank[0]:  # ours counts at once; other spans once all ended
                 return
             ledger.counted(call)
-            best = call.best
         if call.turn.ended:
             send_late_model_call(call.turn, best)
         else:
