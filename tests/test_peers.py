@@ -280,3 +280,25 @@ def test_a_stream_that_is_iterable_but_no_iterator_is_read_whole_and_ends_its_ca
     assert asyncio.run(read()) == [1, 2, 3]
     assert seen == [1, 2, 3, 1, 2, 3]
     assert [span.name for span in exporter.get_finished_spans()] == ["chat m", "chat m"]
+
+
+@pytest.mark.usefixtures("rest_wire")  # reads the model calls as REST actions
+def test_an_openinference_llm_span_counts_for_a_call_nobody_else_records(
+    api: DevServer, tracker: ConversationTracker
+) -> None:
+    """OpenInference's spans carry no ``gen_ai.operation.name``: its LLM span is read through its own names."""
+    provider = TracerProvider()
+    provider.add_span_processor(ModelCallAttribution())
+    tracer = provider.get_tracer("openinference.instrumentation.vertexai")
+    tracker.get_or_create_conversation("conv-openinference")
+    tracer.start_span("GenerateContent", attributes={
+        "openinference.span.kind": "LLM", "llm.provider": "google", "llm.model_name": "gemini-x",
+        "llm.token_count.prompt": 5, "llm.token_count.completion": 3,
+        "llm.token_count.prompt_details.cache_read": 2}).end()
+    tracer.start_span("retrieve", attributes={"openinference.span.kind": "RETRIEVER"}).end()
+    tracker.send_tracked_data()
+    assert tracker.flush(10)["complete"]
+    assert counted(api)["conv-openinference"] == (1, (5, 3))
+    (call,) = [a for a in bodies(api, "/api/action_logs/") if a["action_name"] != "token_usage"]
+    assert call["action_name"] == "chat google/gemini-x"
+    assert call["metadata"]["cache_read_tokens"] == 2

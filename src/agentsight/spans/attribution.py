@@ -4,6 +4,8 @@ A span processor, so it counts GenAI spans from any instrumentation (ours, the o
 ones, OpenLLMetry, a client's own spans) that follow the GenAI semantic conventions: a span with
 ``gen_ai.operation.name`` is a model call, unless the operation is an agent's or a tool's
 (``invoke_agent``, ``create_agent``, ``execute_tool``), which describe work around model calls.
+OpenInference's LLM spans (``openinference.span.kind`` = ``LLM``) are model calls too, read through
+:func:`genai_attributes` (its ``llm.token_count.*``, ``llm.model_name``, ``llm.provider``).
 
 When several spans describe one provider call, exactly one of them counts. The spans of one call are:
 
@@ -48,12 +50,39 @@ NOT_MODEL_CALLS = frozenset({"invoke_agent", "create_agent", "execute_tool"})
 """GenAI operations that are not a call to a model (they may contain some)."""
 
 
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+_FROM_OPENINFERENCE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (sc.GEN_AI_PROVIDER_NAME, ("llm.provider", "llm.system")),
+    (sc.GEN_AI_REQUEST_MODEL, ("llm.model_name",)),
+    (sc.GEN_AI_USAGE_INPUT_TOKENS, ("llm.token_count.prompt",)),
+    (sc.GEN_AI_USAGE_OUTPUT_TOKENS, ("llm.token_count.completion",)),
+    (sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, ("llm.token_count.prompt_details.cache_read",)),
+    (sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, ("llm.token_count.prompt_details.cache_write",)),
+    (sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, ("llm.token_count.completion_details.reasoning",)),
+)
+"""GenAI attribute <- the OpenInference attributes carrying it (the first present wins)."""
+
+
 def is_model_call(attributes: Mapping[str, Any] | None) -> bool:
-    """True for spans of a call to a model under the GenAI conventions (``gen_ai.operation.name``)."""
+    """True for spans of a call to a model: GenAI conventions (``gen_ai.operation.name``) or an OpenInference LLM."""
     if not attributes:
         return False
     operation = attributes.get(sc.GEN_AI_OPERATION_NAME)
-    return operation is not None and operation not in NOT_MODEL_CALLS
+    if operation is None:
+        return attributes.get(OPENINFERENCE_SPAN_KIND) == "LLM"
+    return operation not in NOT_MODEL_CALLS
+
+
+def genai_attributes(attributes: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A model-call span's attributes under the GenAI names (an OpenInference span's translated, as a chat)."""
+    if not attributes or sc.GEN_AI_OPERATION_NAME in attributes or OPENINFERENCE_SPAN_KIND not in attributes:
+        return attributes or {}
+    found: dict[str, Any] = {sc.GEN_AI_OPERATION_NAME: "chat"}
+    for genai, names in _FROM_OPENINFERENCE:
+        value = next((attributes[name] for name in names if name in attributes), None)
+        if value is not None:
+            found[genai] = value
+    return found
 
 
 def _provider(attributes: Mapping[str, Any]) -> str | None:
@@ -72,7 +101,7 @@ def _task_or_thread() -> int:
 def _rank(span: ReadableSpan) -> tuple[bool, bool, int]:
     """Ours first, then a span reporting token usage, then the first started."""
     scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
-    attributes = span.attributes or {}
+    attributes = genai_attributes(span.attributes)
     return scope == sc.INSTRUMENTATION_SCOPE, sc.GEN_AI_USAGE_INPUT_TOKENS in attributes, -(span.start_time or 0)
 
 
@@ -161,7 +190,7 @@ class ModelCallAttribution(SpanProcessor):
                 span.set_attribute(sc.GEN_AI_CONVERSATION_ID, turn.conversation_id)
         scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
         with ledger.lock:
-            call = enclosing or ledger.join(turn, _provider(span.attributes or {}), scope)
+            call = enclosing or ledger.join(turn, _provider(genai_attributes(span.attributes)), scope)
             ledger.inside[span_id] = call
             if model_call:
                 call.scopes.add(scope)
@@ -228,7 +257,7 @@ def send_late_model_call(turn: ConversationTurn, span: ReadableSpan) -> None:
 
 def model_call_usage(span: Any) -> dict[str, int]:
     """The token usage a finished GenAI span adds to its turn (embeddings count as embedding tokens)."""
-    attributes = span.attributes or {}
+    attributes = genai_attributes(span.attributes)
     input_tokens = int(attributes.get(sc.GEN_AI_USAGE_INPUT_TOKENS, 0) or 0)
     output_tokens = int(attributes.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS, 0) or 0)
     if attributes.get(sc.GEN_AI_OPERATION_NAME) == sc.OPERATION_EMBEDDINGS:
@@ -253,7 +282,7 @@ def model_call_action(span: Any, span_id: str) -> dict[str, Any]:
     ``input_tokens`` / ``output_tokens`` are the span's (cached and reasoning tokens included); the
     cache and reasoning counts, and ``streaming``, are added when the span has them.
     """
-    attributes = span.attributes or {}
+    attributes = genai_attributes(span.attributes)
     operation = str(attributes.get(sc.GEN_AI_OPERATION_NAME))
     provider = attributes.get(sc.GEN_AI_PROVIDER_NAME) or attributes.get(sc.GEN_AI_SYSTEM) or "unknown"
     hint = attributes.get(sc.LLM_MODEL_HINT)
