@@ -29,7 +29,7 @@ from agentsight.dev.local_llm import (
 from agentsight.instrumentation.anthropic import AnthropicInstrumentor
 from agentsight.instrumentation.litellm import SURFACES, LiteLLMInstrumentor
 from agentsight.instrumentation.openai import OpenAIInstrumentor
-from tests.conftest import WRAPPER, instrumented, run_script
+from tests.conftest import WRAPPER, instrumented, released_before, run_script
 
 # LiteLLM fetches its model price list over the network as it is imported, unless told to use its own copy.
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
@@ -129,6 +129,8 @@ def test_a_stream_ends_once_with_the_provider_s_usage(
     assert [record for record in caplog.records if "ended span" in record.getMessage()] == []
 
 
+@pytest.mark.skipif(released_before("litellm", "1.82.1"),
+                    reason="LiteLLM totals a stream in its last chunk (0 tokens before) from litellm 1.82.1")
 def test_a_stream_not_asked_for_usage_takes_litellm_s_total(spans: InMemorySpanExporter, fake: FakeLLMServer) -> None:
     for _ in litellm.completion(**_routes(fake)["anthropic"], messages=MESSAGES, stream=True):
         pass  # Anthropic reports usage in its stream; LiteLLM shows it only to who asks
@@ -141,19 +143,21 @@ def test_a_stream_not_asked_for_usage_takes_litellm_s_total(spans: InMemorySpanE
     assert all(isinstance(count, int) and count > 0 for count in tokens), tokens
 
 
-def test_a_stream_left_unfinished_ends_when_closed_or_collected(
-    spans: InMemorySpanExporter, fake: FakeLLMServer
-) -> None:
+@pytest.mark.skipif(released_before("litellm", "1.108"), reason="LiteLLM's stream has no close() before litellm 1.108")
+def test_a_stream_left_unfinished_ends_when_closed(spans: InMemorySpanExporter, fake: FakeLLMServer) -> None:
     stream = litellm.completion(**_routes(fake)["openai"], messages=MESSAGES, stream=True)
     next(stream)
     stream.close()
     stream.close()
     assert len(spans.get_finished_spans()) == 1, "close() ends it, once"
+
+
+def test_a_stream_left_unfinished_ends_when_collected(spans: InMemorySpanExporter, fake: FakeLLMServer) -> None:
     stream = litellm.completion(**_routes(fake)["anthropic"], messages=MESSAGES, stream=True)
     next(stream)
     del stream
     gc.collect()
-    assert len(spans.get_finished_spans()) == 2, "an abandoned stream ends when collected"
+    assert len(spans.get_finished_spans()) == 1, "an abandoned stream ends when collected"
 
 
 def test_async_completion_stream_and_embeddings(spans: InMemorySpanExporter, fake: FakeLLMServer) -> None:
@@ -165,14 +169,13 @@ def test_async_completion_stream_and_embeddings(spans: InMemorySpanExporter, fak
                                            stream_options=INCLUDE_USAGE)
         async for _ in stream:
             pass
-        await litellm.completion(**routes["anthropic"], messages=MESSAGES, acompletion=True)  # a sync name, awaited
         await litellm.aembedding("openai/text-embedding-3-small", input=["a", "b"], api_base=fake.openai_base_url,
                                  api_key="test")
 
     asyncio.run(main())
     litellm.embedding("openai/text-embedding-3-small", ["a"], api_base=fake.openai_base_url, api_key="test")
-    completed, streamed, flagged, async_embeddings, embeddings = spans.get_finished_spans()
-    assert _usage(completed) == (17, 9) and _usage(streamed) == (11, 7) and _usage(flagged) == (17, 9)
+    completed, streamed, async_embeddings, embeddings = spans.get_finished_spans()
+    assert _usage(completed) == (17, 9) and _usage(streamed) == (11, 7)
     for span in (async_embeddings, embeddings):
         assert span.name == "embeddings text-embedding-3-small"
         assert dict(span.attributes) == {
@@ -180,7 +183,15 @@ def test_async_completion_stream_and_embeddings(spans: InMemorySpanExporter, fak
             "gen_ai.request.model": "text-embedding-3-small",
             "gen_ai.response.model": "text-embedding-3-small-2024-07-18", "gen_ai.usage.input_tokens": 5,
         }
-    assert len(fake.requests) == 5
+    assert len(fake.requests) == 4
+
+
+@pytest.mark.skipif(released_before("litellm", "1.109"),
+                    reason="completion(acompletion=True) fails inside LiteLLM before litellm 1.109")
+def test_a_sync_name_awaited_is_one_call(spans: InMemorySpanExporter, fake: FakeLLMServer) -> None:
+    asyncio.run(litellm.completion(**_routes(fake)["anthropic"], messages=MESSAGES, acompletion=True))
+    (span,) = spans.get_finished_spans()
+    assert _usage(span) == (17, 9) and len(fake.requests) == 1
 
 
 def test_errors_are_recorded_and_raised(spans: InMemorySpanExporter, fake: FakeLLMServer) -> None:
@@ -302,7 +313,7 @@ def test_an_instrumented_sdk_call_inside_litellm_counts_once(
     with tracker.conversation("conv-reference"):
         _direct_call(fake, "openai")
     with tracker.conversation("conv-litellm"):
-        litellm.completion(model="viasdk/gpt-4o-mini", messages=MESSAGES)
+        litellm.completion(model="viasdk/in-house", messages=MESSAGES)  # no OpenAI model: litellm 1.60 routes those
     assert tracker.flush(10)["complete"]
     reference, detail = _conversation(api, "conv-reference"), _conversation(api, "conv-litellm")
     calls = [action["action_name"] for action in detail["actions"] if action["action_name"].startswith("chat ")]

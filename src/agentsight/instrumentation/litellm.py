@@ -129,6 +129,7 @@ def _start(
     model = arguments.get("model")
     provider, request_model, api_base = _UNRESOLVED, model if isinstance(model, str) else None, None
     try:
+        litellm.utils.custom_llm_setup()  # what the call does first: older releases place custom providers after it
         request_model, provider, _, api_base = litellm.get_llm_provider(
             model=model, custom_llm_provider=arguments.get("custom_llm_provider"), api_base=arguments.get("api_base"))
     except Exception:  # noqa: S110 - an unknown model: LiteLLM raises for it in the call, which is recorded
