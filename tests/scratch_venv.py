@@ -29,24 +29,21 @@ def project_pins() -> list[str]:
     return sorted(f"{name}=={version}" for name, version in pins.items() if name.lower() != "agentsight-otel")
 
 
-def scratch_python(name: str, requirements: Sequence[str], pin_to_project: bool = False,
-                   pre: bool = False) -> Path:
+def scratch_python(name: str, requirements: Sequence[str], pin_to_project: bool = False) -> Path:
     """The interpreter of the venv ``.cache/<name>`` holding ``requirements``, made and installed when needed.
 
     ``pin_to_project`` constrains every package also installed here to this environment's version, so
-    the scratch venv differs only by what it adds; ``pre`` allows pre-releases (beta instrumentations).
+    the scratch venv differs only by what it adds.
     """
     venv = CACHE / name
     python = venv / "bin" / "python"
     constraints = project_pins() if pin_to_project else []
-    recipe = "\n".join([*requirements, f"pre={pre}", *constraints]) + "\n"
+    recipe = "\n".join([*requirements, *constraints]) + "\n"
     marker = venv / _MARKER
     if python.exists() and marker.exists() and marker.read_text() == recipe:
         return python
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
     command = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    if pre:
-        command.append("--pre")
     with tempfile.TemporaryDirectory() as scratch:
         if constraints:
             pinned = Path(scratch) / "constraints.txt"

@@ -152,7 +152,7 @@ print(json.dumps(raised))
 def peers_python() -> Path:
     """The scratch venv's interpreter: this project (editable), both clients and every peer."""
     requirements = ["-e", str(ROOT), "openai", "anthropic", "httpx", "opentelemetry-distro", *PEER_PACKAGES]
-    return scratch_python("peers", requirements, pin_to_project=True, pre=True)
+    return scratch_python("peers", requirements, pin_to_project=True)
 
 
 def run_app(python: Path, api: DevServer, fake: FakeLLMServer, tmp_path: Path, peer: str, order: str
