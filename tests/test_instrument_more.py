@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import types
@@ -24,7 +25,7 @@ from agentsight.dev.local_llm import CHAT_USAGE, MISTRAL_USAGE, OLLAMA_USAGE, RE
 from agentsight.instrumentation.groq import GroqInstrumentor
 from agentsight.instrumentation.mistralai import MistralAIInstrumentor
 from agentsight.instrumentation.ollama import OllamaInstrumentor
-from tests.conftest import bodies, instrumented, run_script
+from tests.conftest import bodies, instrumented, released_before, run_script
 
 if TYPE_CHECKING:
     import groq
@@ -45,6 +46,15 @@ TOOLS: Any = [
 GROQ_MODEL, MISTRAL_MODEL, OLLAMA_MODEL = "llama-3.3-70b-versatile", "mistral-small-latest", "llama3.2"
 INCLUDE_USAGE: Any = {"stream_options": {"include_usage": True}}  # Groq's client has no stream_options argument
 INSTRUMENTORS: tuple[type[BaseInstrumentor], ...] = (GroqInstrumentor, MistralAIInstrumentor, OllamaInstrumentor)
+MISTRAL_ERRORS: Any = getattr(mistral, "errors", None) or mistral.models  # mistralai < 2: errors are models
+# mistralai's streams: plain generators before 1.2.4 (no `with`), then EventStreams, with close() only from 2.
+MISTRAL_STREAM_WITH = not released_before("mistralai", "1.2.4")
+MISTRAL_STREAM_CLOSE = released_before("mistralai", "1.2.4") or not released_before("mistralai", "2")
+
+
+def mistral_stream_block(stream: Any) -> Any:
+    """The stream itself as the ``with`` block, or no block where mistralai's streams have none."""
+    return stream if MISTRAL_STREAM_WITH else contextlib.nullcontext()
 
 
 @pytest.fixture
@@ -182,7 +192,7 @@ def test_mistral_stream_ends_once_with_its_usage(
 ) -> None:
     stream = mistral_client.chat.stream(model=MISTRAL_MODEL, messages=MESSAGES)
     assert spans.get_finished_spans() == (), "the span lasts as long as the stream"
-    with stream:
+    with mistral_stream_block(stream):
         text = "".join(event.data.choices[0].delta.content or "" for event in stream)
     assert text == REPLY_TEXT
     for _ in mistral_client.chat.stream(model=MISTRAL_MODEL, messages=MESSAGES, tools=TOOLS):
@@ -194,23 +204,33 @@ def test_mistral_stream_ends_once_with_its_usage(
     assert _ended_twice(caplog) == []
 
 
-def test_mistral_stream_ends_on_break_close_and_abandon(
+@pytest.mark.skipif(not MISTRAL_STREAM_WITH, reason="mistralai's streams have no `with` before 1.2.4")
+def test_mistral_stream_ends_on_leaving_its_with_block(
     spans: InMemorySpanExporter, mistral_client: mistral.Mistral
 ) -> None:
     with mistral_client.chat.stream(model=MISTRAL_MODEL, messages=MESSAGES) as stream:
         for _ in stream:
             break
     assert len(spans.get_finished_spans()) == 1, "leaving the with block ends it"
+
+
+@pytest.mark.skipif(not MISTRAL_STREAM_CLOSE, reason="mistralai's streams have no close() from 1.2.4 until 2.0")
+def test_mistral_stream_ends_once_on_close(spans: InMemorySpanExporter, mistral_client: mistral.Mistral) -> None:
     stream = mistral_client.chat.stream(model=MISTRAL_MODEL, messages=MESSAGES)
     next(stream)
     stream.close()
     stream.close()
-    assert len(spans.get_finished_spans()) == 2, "close() ends it, once"
+    assert len(spans.get_finished_spans()) == 1, "close() ends it, once"
+
+
+def test_mistral_stream_abandoned_ends_when_collected(
+    spans: InMemorySpanExporter, mistral_client: mistral.Mistral
+) -> None:
     stream = mistral_client.chat.stream(model=MISTRAL_MODEL, messages=MESSAGES)
     next(stream)
     del stream
     gc.collect()
-    assert len(spans.get_finished_spans()) == 3, "an abandoned stream ends when collected"
+    assert len(spans.get_finished_spans()) == 1, "an abandoned stream ends when collected"
 
 
 def test_mistral_async_complete_stream_and_embeddings(
@@ -221,25 +241,33 @@ def test_mistral_async_complete_stream_and_embeddings(
         stream = await mistral_client.chat.stream_async(model=MISTRAL_MODEL, messages=MESSAGES)
         async for _ in stream:
             pass
-        stream = await mistral_client.chat.stream_async(model=MISTRAL_MODEL, messages=MESSAGES)
-        await stream.__anext__()
-        await stream.close()
         await mistral_client.embeddings.create_async(model="mistral-embed", inputs=["a", "b"])
 
     asyncio.run(main())
-    completed, streamed, closed, embeddings = spans.get_finished_spans()
+    completed, streamed, embeddings = spans.get_finished_spans()
     assert _usage(completed) == (14, 9) and _usage(streamed) == (14, 9)
-    assert closed.attributes["gen_ai.response.id"] == "cmpl-fake-3" and _usage(closed) == (None, None)
     assert embeddings.name == "embeddings mistral-embed"
     assert embeddings.attributes["gen_ai.usage.input_tokens"] == 4
     assert embeddings.attributes["gen_ai.response.model"] == "mistral-embed-2503"
+
+
+@pytest.mark.skipif(released_before("mistralai", "2"), reason="mistralai's async streams have close() from 2.0")
+def test_mistral_async_stream_ends_on_close(spans: InMemorySpanExporter, mistral_client: mistral.Mistral) -> None:
+    async def main() -> None:
+        stream = await mistral_client.chat.stream_async(model=MISTRAL_MODEL, messages=MESSAGES)
+        await stream.__anext__()
+        await stream.close()
+
+    asyncio.run(main())
+    closed = _only(spans)
+    assert closed.attributes["gen_ai.response.id"] == "cmpl-fake-1" and _usage(closed) == (None, None)
 
 
 def test_mistral_errors_are_recorded(
     spans: InMemorySpanExporter, mistral_client: mistral.Mistral, fake: FakeLLMServer
 ) -> None:
     fake.fail_next(429)
-    with pytest.raises(mistral.errors.SDKError):
+    with pytest.raises(MISTRAL_ERRORS.SDKError):
         mistral_client.chat.complete(model=MISTRAL_MODEL, messages=MESSAGES)
     fake.disconnect_mid_stream_next(after_chunks=2)
     with pytest.raises(Exception) as broken:  # noqa: B017 - whichever error the transport raises is recorded

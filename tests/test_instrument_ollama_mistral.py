@@ -19,6 +19,7 @@ from agentsight.dev.local_llm import MISTRAL_USAGE, OLLAMA_USAGE, REPLY_TEXT, Fa
 from agentsight.instrumentation.mistralai import MistralAIInstrumentor
 from agentsight.instrumentation.ollama import OllamaInstrumentor
 from tests.conftest import instrumented
+from tests.test_instrument_more import MISTRAL_ERRORS, mistral_stream_block
 
 if TYPE_CHECKING:
     import mistralai.client as mistral
@@ -149,7 +150,7 @@ def test_mistral_fim_span(spans: InMemorySpanExporter, mistral_client: mistral.M
 def test_mistral_fim_stream_sync_and_async(spans: InMemorySpanExporter, mistral_client: mistral.Mistral) -> None:
     stream = mistral_client.fim.stream(model=FIM_MODEL, prompt="def add(a, b):")
     assert spans.get_finished_spans() == (), "the span lasts as long as the stream"
-    with stream:
+    with mistral_stream_block(stream):
         assert "".join(event.data.choices[0].delta.content or "" for event in stream) == REPLY_TEXT
 
     async def main() -> None:
@@ -185,7 +186,7 @@ def test_mistral_fim_errors_are_recorded(
     spans: InMemorySpanExporter, mistral_client: mistral.Mistral, fake: FakeLLMServer
 ) -> None:
     fake.fail_next(429)
-    with pytest.raises(mistral.errors.SDKError):
+    with pytest.raises(MISTRAL_ERRORS.SDKError):
         mistral_client.fim.complete(model=FIM_MODEL, prompt="def add(a, b):")
     (span,) = spans.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR and span.attributes["error.type"] == "SDKError"
