@@ -28,6 +28,7 @@ OLDEST_VENV ?= .venv-oldest
 OLDEST_TESTS := $(wildcard tests/test_instrument_*.py) tests/test_context_follows_work.py
 
 $(OLDEST_VENV)/.test: pyproject.toml tests/oldest-clients.txt
+	rm -rf $(OLDEST_VENV)
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(OLDEST_VENV)/bin/python -m pip install --quiet -e '.[dev]' pytest opentelemetry-distro -r tests/oldest-clients.txt
