@@ -24,7 +24,6 @@ from typing import Any
 
 import wrapt
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
@@ -40,6 +39,7 @@ from agentsight.instrumentation.genai import (
     server_attributes,
     start_model_call,
 )
+from agentsight.instrumentation.instrumentor import AgentSightInstrumentor
 from agentsight.instrumentation.raw import observe_raw
 from agentsight.instrumentation.streams import StreamWrapper
 from agentsight.spans import semconv as sc
@@ -74,7 +74,7 @@ _DELTA_FIELDS = {
 }
 
 
-class AnthropicInstrumentor(BaseInstrumentor):
+class AnthropicInstrumentor(AgentSightInstrumentor):
     """Instruments ``anthropic`` (entry point ``agentsight_anthropic``)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:

@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 
 import wrapt
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from agentsight.instrumentation.anthropic import describe_message
 from agentsight.instrumentation.content import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, Prompt
@@ -35,6 +34,7 @@ from agentsight.instrumentation.genai import (
     unwrap_method,
     wrap_method,
 )
+from agentsight.instrumentation.instrumentor import AgentSightInstrumentor
 from agentsight.instrumentation.streams import StreamWrapper
 from agentsight.spans import semconv as sc
 
@@ -59,7 +59,7 @@ _BODY_FIELDS = {
 _CACHE_FIELDS = ("cacheReadInputTokens", "cacheWriteInputTokens")
 
 
-class BotocoreInstrumentor(BaseInstrumentor):
+class BotocoreInstrumentor(AgentSightInstrumentor):
     """Instruments ``botocore``'s Amazon Bedrock runtime client (entry point ``agentsight_botocore``)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:

@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from agentsight.instrumentation.content import COHERE_CHAT, Prompt, streamed_tool_call
 from agentsight.instrumentation.genai import (
@@ -27,6 +26,7 @@ from agentsight.instrumentation.genai import (
     unwrap_method,
     wrap_method,
 )
+from agentsight.instrumentation.instrumentor import AgentSightInstrumentor
 from agentsight.instrumentation.streams import StreamWrapper
 from agentsight.spans import semconv as sc
 
@@ -53,7 +53,7 @@ _CHAT_ARGUMENTS = {
 }
 
 
-class CohereInstrumentor(BaseInstrumentor):
+class CohereInstrumentor(AgentSightInstrumentor):
     """Instruments ``cohere`` (entry point ``agentsight_cohere``)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:

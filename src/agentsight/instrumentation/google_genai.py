@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from agentsight.instrumentation.content import GEMINI_CONTENT, Prompt
 from agentsight.instrumentation.genai import (
@@ -31,6 +30,7 @@ from agentsight.instrumentation.genai import (
     unwrap_method,
     wrap_method,
 )
+from agentsight.instrumentation.instrumentor import AgentSightInstrumentor
 from agentsight.instrumentation.streams import StreamWrapper
 from agentsight.spans import semconv as sc
 
@@ -60,7 +60,7 @@ _CONFIG_FIELDS = {
 }
 
 
-class GoogleGenAIInstrumentor(BaseInstrumentor):
+class GoogleGenAIInstrumentor(AgentSightInstrumentor):
     """Instruments ``google-genai`` (entry point ``agentsight_google_genai``)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:

@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-
 from agentsight.instrumentation.genai import GenAITracer
+from agentsight.instrumentation.instrumentor import AgentSightInstrumentor
 from agentsight.instrumentation.openai import Surface, unwrap_surfaces, wrap_surfaces
 
 PROVIDER = "groq"
@@ -27,7 +26,7 @@ SURFACES: tuple[Surface, ...] = (
 )
 
 
-class GroqInstrumentor(BaseInstrumentor):
+class GroqInstrumentor(AgentSightInstrumentor):
     """Instruments ``groq`` (entry point ``agentsight_groq``)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:

@@ -20,8 +20,7 @@ import functools
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-
+from agentsight.instrumentation.instrumentor import AgentSightInstrumentor
 from agentsight.instrumentation.runs import (
     KIND_TASK,
     KIND_TOOL,
@@ -227,7 +226,7 @@ _hook = _ProcessWide()
 _hook_registered = False
 
 
-class LangChainInstrumentor(BaseInstrumentor):
+class LangChainInstrumentor(AgentSightInstrumentor):
     """Adds ``AgentSightCallbackHandler`` to every LangChain run (entry point ``agentsight_langchain``)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:

@@ -29,7 +29,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
@@ -44,6 +43,7 @@ from agentsight.instrumentation.genai import (
     start_model_call,
     text_list,
 )
+from agentsight.instrumentation.instrumentor import AgentSightInstrumentor
 from agentsight.instrumentation.streams import StreamWrapper
 from agentsight.spans import semconv as sc
 
@@ -79,7 +79,7 @@ _CHAT_ARGUMENTS = {
 }
 
 
-class LiteLLMInstrumentor(BaseInstrumentor):
+class LiteLLMInstrumentor(AgentSightInstrumentor):
     """Instruments ``litellm`` (entry point ``agentsight_litellm``)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:

@@ -21,8 +21,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-
+from agentsight.instrumentation.instrumentor import AgentSightInstrumentor
 from agentsight.instrumentation.runs import (
     KIND_TOOL,
     MAX_PENDING_RUNS,
@@ -207,7 +206,7 @@ def make_handlers(recorder: Recorder) -> tuple[Any, Any]:
     return AgentSightEventHandler(), AgentSightSpanHandler()
 
 
-class LlamaIndexInstrumentor(BaseInstrumentor):
+class LlamaIndexInstrumentor(AgentSightInstrumentor):
     """Adds AgentSight's handlers to LlamaIndex's root dispatcher (entry point ``agentsight_llama_index``)."""
 
     _handlers: tuple[Any, Any] | None = None

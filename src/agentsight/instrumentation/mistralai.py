@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from agentsight.instrumentation.content import MISTRAL_CHAT, Prompt
 from agentsight.instrumentation.genai import (
@@ -31,6 +30,7 @@ from agentsight.instrumentation.genai import (
     unwrap_method,
     wrap_method,
 )
+from agentsight.instrumentation.instrumentor import AgentSightInstrumentor
 from agentsight.instrumentation.streams import StreamWrapper
 from agentsight.spans import semconv as sc
 
@@ -68,7 +68,7 @@ _CHAT_ARGUMENTS = {
 }
 
 
-class MistralAIInstrumentor(BaseInstrumentor):
+class MistralAIInstrumentor(AgentSightInstrumentor):
     """Instruments ``mistralai`` (entry point ``agentsight_mistralai``)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:

@@ -18,7 +18,6 @@ from functools import partial
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from agentsight.instrumentation.content import OLLAMA_CHAT, Prompt
 from agentsight.instrumentation.genai import (
@@ -31,6 +30,7 @@ from agentsight.instrumentation.genai import (
     unwrap_method,
     wrap_method,
 )
+from agentsight.instrumentation.instrumentor import AgentSightInstrumentor
 from agentsight.instrumentation.streams import StreamWrapper
 from agentsight.spans import semconv as sc
 
@@ -62,7 +62,7 @@ _OPTIONS = {
 }
 
 
-class OllamaInstrumentor(BaseInstrumentor):
+class OllamaInstrumentor(AgentSightInstrumentor):
     """Instruments ``ollama`` (entry point ``agentsight_ollama``)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:

@@ -14,7 +14,6 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
@@ -30,6 +29,7 @@ from agentsight.instrumentation.genai import (
     start_model_call,
     text_list,
 )
+from agentsight.instrumentation.instrumentor import AgentSightInstrumentor
 from agentsight.instrumentation.raw import observe_raw
 from agentsight.instrumentation.streams import StreamWrapper
 from agentsight.spans import semconv as sc
@@ -79,7 +79,7 @@ def provider_name(resource: Any) -> str:
     return next((name for suffix, name in _HOST_SUFFIXES.items() if host.endswith(suffix)), "openai")
 
 
-class OpenAIInstrumentor(BaseInstrumentor):
+class OpenAIInstrumentor(AgentSightInstrumentor):
     """Instruments ``openai`` >= 1 (entry point ``agentsight_openai``)."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
