@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: test test-oldest coverage demo bench bench-llm bench-bridge bench-wan bench-current clean
+.PHONY: test test-oldest collector test-collector coverage demo bench bench-llm bench-bridge bench-wan bench-current clean
 
 $(VENV)/.test: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,37 @@ $(OLDEST_VENV)/.test: pyproject.toml tests/oldest-clients.txt
 
 test-oldest: $(OLDEST_VENV)/.test
 	$(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(OLDEST_TESTS)
+
+# The OpenTelemetry Collector distribution the configs in collector-config/ run with, built by the
+# Collector Builder from collector-config/builder-config.yaml (Go and its module proxy needed) into a
+# cache outside the repository, once per machine: the directory is named after the manifest's
+# sha256, so the binary is reused while the manifest is unchanged and rebuilt when it changes.
+# tests/collector_binary.py computes the same path.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+OTELCOL_VERSION := v0.161.0
+OTELCOL_MANIFEST := collector-config/builder-config.yaml
+OTELCOL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/agentsight-otelcol
+OTELCOL_KEY = $(shell (sha256sum $(OTELCOL_MANIFEST) 2>/dev/null || shasum -a 256 $(OTELCOL_MANIFEST)) | cut -c1-12)
+OTELCOL_DIR = $(OTELCOL_CACHE)/$(OTELCOL_KEY)
+OTELCOL_BIN = $(OTELCOL_DIR)/otelcol-agentsight
+OTELCOL_BUILDER := $(OTELCOL_CACHE)/builder-$(OTELCOL_VERSION)/builder
+
+$(OTELCOL_BUILDER):
+	GOBIN=$(dir $@) $(GO) install go.opentelemetry.io/collector/cmd/builder@$(OTELCOL_VERSION)
+
+# Built in a directory of its own and moved into place last: the binary is there only when complete,
+# and two builds at once do not share sources.
+collector: $(OTELCOL_BUILDER)
+	@if [ -x "$(OTELCOL_BIN)" ]; then echo "collector: $(OTELCOL_BIN) (cached)"; else \
+		set -e; mkdir -p "$(OTELCOL_DIR)"; work="$$(mktemp -d "$(OTELCOL_DIR)/build.XXXXXX")"; trap 'rm -rf "$$work"' EXIT; \
+		PATH="$(dir $(GO)):$$PATH" $(OTELCOL_BUILDER) --config $(OTELCOL_MANIFEST) --output-path "$$work"; \
+		cp $(OTELCOL_MANIFEST) "$(OTELCOL_DIR)/builder-config.yaml"; \
+		mv "$$work/otelcol-agentsight" "$(OTELCOL_BIN)"; \
+		echo "collector: $(OTELCOL_BIN)"; fi
+
+# The Collector tests (the shipped configs validated and run end to end) with that binary.
+test-collector: $(VENV)/.test collector
+	$(PY) -m pytest -q $(wildcard tests/test_collector_*.py)
 
 # The whole suite under coverage.py, the Python processes it starts included ([tool.coverage.run] in
 # pyproject.toml); prints the files not fully covered and the total. Fails when a test fails.
