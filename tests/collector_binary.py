@@ -121,7 +121,8 @@ def collector_binary() -> Path:
         capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False, cwd=tempfile.gettempdir(),
     )
     if probe.returncode != 0:
-        _skip(f"the Go module proxy does not serve {BUILDER_MODULE}@{builder_version()}: {_tail(probe.stderr, 1)}")
+        wanted = f"{BUILDER_MODULE}@{builder_version()}"
+        _skip(f"the Go module proxy is unreachable or lacks {wanted}: {_tail(probe.stderr, 1)}")
     _build(go)
     if not os.access(path, os.X_OK):
         pytest.fail(f"`make collector` succeeded but {path} is missing", pytrace=False)
