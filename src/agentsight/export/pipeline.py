@@ -30,6 +30,7 @@ from agentsight.export.exporter import AgentSightSpanExporter
 from agentsight.export.processor import AgentSightSpanProcessor
 from agentsight.spans import semconv
 from agentsight.spans.attribution import ModelCallAttribution
+from agentsight.spans.finished import is_conversation_span
 
 logger = logging.getLogger("agentsight")
 
@@ -105,6 +106,10 @@ class ConversationSpanRouter(SpanProcessor):
         """Count a model call in its turn; forward the span to the app's pipeline; deliver a finished turn."""
         self._model_calls.on_end(span)
         provider = self.app_provider()
+        if not is_conversation_span(span):  # a model call in a turn: nothing to deliver or lend for
+            if provider is not None:
+                app_span_processors(provider).on_end(span)
+            return
         delivered_by_app = False
         if provider is not None:
             exporters = configured_exporters(provider)

@@ -31,9 +31,11 @@ app's provider) share one ledger of the calls in flight, so spans they see apart
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from opentelemetry import trace
@@ -44,7 +46,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from agentsight.spans import jsonsafe
 from agentsight.spans import semconv as sc
 from agentsight.spans.finished import iso_timestamp
-from agentsight.spans.turn import ConversationTurn, current_turn
+from agentsight.spans.turn import ConversationTurn, DeferredEvent, current_turn, usage_event_attributes
 
 NOT_MODEL_CALLS = frozenset({"invoke_agent", "create_agent", "execute_tool"})
 """GenAI operations that are not a call to a model (they may contain some)."""
@@ -83,6 +85,13 @@ def genai_attributes(attributes: Mapping[str, Any] | None) -> Mapping[str, Any]:
         if value is not None:
             found[genai] = value
     return found
+
+
+def _plain(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """``attributes`` as a dict, for many lookups: an SDK span's answer each ``get`` in Python, their copy is a dict."""
+    copy = getattr(attributes, "copy", None)
+    plain = copy() if copy is not None else None
+    return plain if isinstance(plain, dict) else dict(attributes)
 
 
 def _provider(attributes: Mapping[str, Any]) -> str | None:
@@ -169,11 +178,14 @@ class ModelCallAttribution(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Place a starting span: inside a call already in flight, or a model call of a turn."""
+        if self._ignored(span):
+            return
         parent = span.parent
         ledger = self._ledger
         enclosing = ledger.inside.get(parent.span_id) if parent is not None else None
-        model_call = is_model_call(span.attributes)
-        if (enclosing is None and not model_call) or self._ignored(span):
+        attributes = span.attributes
+        model_call = is_model_call(attributes)
+        if enclosing is None and not model_call:
             return
         span_id = span.context.span_id
         if enclosing is not None:
@@ -186,11 +198,11 @@ class ModelCallAttribution(SpanProcessor):
         if model_call:
             # Marks the call as accounted for by this turn, for an OTLP receiver of it (the bridge).
             span.set_attribute(sc.CONVERSATION_ID, turn.conversation_id)
-            if sc.GEN_AI_CONVERSATION_ID not in span.attributes:  # type: ignore[operator]
+            if sc.GEN_AI_CONVERSATION_ID not in attributes:  # type: ignore[operator]
                 span.set_attribute(sc.GEN_AI_CONVERSATION_ID, turn.conversation_id)
         scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
         with ledger.lock:
-            call = enclosing or ledger.join(turn, _provider(genai_attributes(span.attributes)), scope)
+            call = enclosing or ledger.join(turn, _provider(genai_attributes(attributes)), scope)
             ledger.inside[span_id] = call
             if model_call:
                 call.scopes.add(scope)
@@ -231,10 +243,20 @@ class ModelCallAttribution(SpanProcessor):
 
 
 def add_model_call(turn: ConversationTurn, span: ReadableSpan) -> None:
-    """Record a finished model call in ``turn``: its token usage and an action describing it."""
-    span_id = format(span.context.span_id, "016x")
-    turn.add_usage(model_call_usage(span), span_id)
-    turn.add_event(sc.ACTION_EVENT, model_call_action(span, span_id))
+    """Record a finished model call in ``turn``: its token usage and an action describing it.
+
+    Both events are built from the span when the turn is read (sent), so the call itself only notes them.
+    """
+    turn.add_usage_event(DeferredEvent(sc.TOKEN_USAGE_EVENT, partial(_usage_event, span)))
+    turn.add_deferred_event(DeferredEvent(sc.ACTION_EVENT, partial(_action_event, span)))
+
+
+def _usage_event(span: ReadableSpan) -> dict[str, int | str]:
+    return usage_event_attributes(model_call_usage(span), format(span.context.span_id, "016x"))
+
+
+def _action_event(span: ReadableSpan) -> dict[str, Any]:
+    return model_call_action(span, format(span.context.span_id, "016x"))
 
 
 def send_late_model_call(turn: ConversationTurn, span: ReadableSpan) -> None:
@@ -257,9 +279,9 @@ def send_late_model_call(turn: ConversationTurn, span: ReadableSpan) -> None:
 
 def model_call_usage(span: Any) -> dict[str, int]:
     """The token usage a finished GenAI span adds to its turn (embeddings count as embedding tokens)."""
-    attributes = genai_attributes(span.attributes)
-    input_tokens = int(attributes.get(sc.GEN_AI_USAGE_INPUT_TOKENS, 0) or 0)
-    output_tokens = int(attributes.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS, 0) or 0)
+    attributes = _plain(genai_attributes(span.attributes))
+    input_tokens = _count(attributes.get(sc.GEN_AI_USAGE_INPUT_TOKENS))
+    output_tokens = _count(attributes.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS))
     if attributes.get(sc.GEN_AI_OPERATION_NAME) == sc.OPERATION_EMBEDDINGS:
         return {"embedding_tokens": input_tokens, "total_tokens": input_tokens}
     return {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
@@ -282,7 +304,7 @@ def model_call_action(span: Any, span_id: str) -> dict[str, Any]:
     ``input_tokens`` / ``output_tokens`` are the span's (cached and reasoning tokens included); the
     cache and reasoning counts, and ``streaming``, are added when the span has them.
     """
-    attributes = genai_attributes(span.attributes)
+    attributes = _plain(genai_attributes(span.attributes))
     operation = str(attributes.get(sc.GEN_AI_OPERATION_NAME))
     provider = attributes.get(sc.GEN_AI_PROVIDER_NAME) or attributes.get(sc.GEN_AI_SYSTEM) or "unknown"
     hint = attributes.get(sc.LLM_MODEL_HINT)
@@ -293,12 +315,12 @@ def model_call_action(span: Any, span_id: str) -> dict[str, Any]:
         "request_model": attributes.get(sc.GEN_AI_REQUEST_MODEL),
         "response_model": attributes.get(sc.GEN_AI_RESPONSE_MODEL),
         "response_id": attributes.get(sc.GEN_AI_RESPONSE_ID),
-        "finish_reasons": list(attributes.get(sc.GEN_AI_RESPONSE_FINISH_REASONS, ())),
-        "input_tokens": int(attributes.get(sc.GEN_AI_USAGE_INPUT_TOKENS, 0) or 0),
-        "output_tokens": int(attributes.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS, 0) or 0),
+        "finish_reasons": _texts(attributes.get(sc.GEN_AI_RESPONSE_FINISH_REASONS)),
+        "input_tokens": _count(attributes.get(sc.GEN_AI_USAGE_INPUT_TOKENS)),
+        "output_tokens": _count(attributes.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS)),
     }
     for key, attribute in _TOKEN_DETAILS:
-        count = int(attributes.get(attribute, 0) or 0)
+        count = _count(attributes.get(attribute))
         if count:
             metadata[key] = count
     if attributes.get(sc.LLM_STREAMING):
@@ -307,7 +329,7 @@ def model_call_action(span: Any, span_id: str) -> dict[str, Any]:
         metadata["model_hint"] = hint
     action: dict[str, Any] = {
         sc.ACTION_NAME: f"{operation} {provider}/{model}",
-        sc.METADATA: jsonsafe.dumps(metadata),
+        sc.METADATA: _dumps(metadata),
         sc.MODEL_CALL_SPAN_ID: span_id,
     }
     if span.start_time is not None and span.end_time is not None:
@@ -316,7 +338,30 @@ def model_call_action(span: Any, span_id: str) -> dict[str, Any]:
         action[sc.ACTION_DURATION_MS] = (span.end_time - span.start_time) // 1_000_000
     tools = attributes.get(sc.GEN_AI_TOOL_CALLS)
     if tools:
-        action[sc.ACTION_TOOLS_USED] = jsonsafe.dumps({"requested": list(tools)})
+        action[sc.ACTION_TOOLS_USED] = _dumps({"requested": _texts(tools)})
     if span.status.status_code is StatusCode.ERROR:
         action[sc.ACTION_ERROR_MSG] = span.status.description or str(attributes.get(sc.ERROR_TYPE, "error"))
     return action
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    """:func:`jsonsafe.dumps` of attribute values: the same text, by plain ``json`` when they are JSON already."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):  # bytes or non-finite numbers (a span received over OTLP)
+        return jsonsafe.dumps(value)
+
+
+def _count(value: Any) -> int:
+    """A token count attribute as a number; 0 when absent or not a number (another instrumentation's odd value)."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def _texts(value: Any) -> list[Any]:
+    """A list-valued attribute as a list (one value given alone: a list of it)."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, Protocol
 
 from opentelemetry.trace import SpanContext, SpanKind, Status
@@ -50,12 +51,21 @@ def is_conversation_span(span: SpanLike) -> bool:
 
 
 def iso_timestamp(time_ns: int | None) -> str:
-    """ISO 8601 UTC text with microseconds and offset, from OTel nanoseconds since the epoch (``None``: now)."""
+    """ISO 8601 UTC text with microseconds and offset, from OTel nanoseconds since the epoch (``None``: now).
+
+    As ``datetime.isoformat()`` writes it: no fraction when the microseconds are 0.
+    """
     if time_ns is None:
         return datetime.now(timezone.utc).isoformat()
     seconds, nanos = divmod(time_ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    return moment.replace(microsecond=nanos // 1000).isoformat()
+    micros = nanos // 1000
+    return f"{_utc_second(seconds)}.{micros:06d}+00:00" if micros else f"{_utc_second(seconds)}+00:00"
+
+
+@lru_cache(maxsize=64)
+def _utc_second(seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of a second since the epoch (the times of one turn share a few)."""
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat()[:-6]
 
 
 def add_usage(usage: dict[str, int] | None, attributes: Mapping[str, Any]) -> dict[str, int]:

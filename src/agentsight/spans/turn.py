@@ -10,7 +10,7 @@ import asyncio
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -20,6 +20,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event
 
 from agentsight.spans import semconv as sc
+from agentsight.spans.finished import add_usage
 
 _CURRENT_TURN = otel_context.create_key("agentsight.current_turn")
 _OPEN_TURNS = otel_context.create_key("agentsight.open_turns")
@@ -30,7 +31,7 @@ class ConversationTurn:
 
     __slots__ = (
         "conversation_id", "span", "tracer", "outer_span", "addressed_only", "pid", "_opener", "_lock", "_usage",
-        "__weakref__",
+        "_uncounted", "__weakref__",
     )
 
     def __init__(
@@ -53,6 +54,8 @@ class ConversationTurn:
         self._opener = _running_task_or_thread()
         self._lock = threading.Lock()
         self._usage: dict[str, int] | None = None
+        self._uncounted: list[Event] = []
+        """Token usage events not in ``_usage`` yet (a model call's are built when first read)."""
 
     def __repr__(self) -> str:
         return f"ConversationTurn(conversation_id={self.conversation_id!r}, ended={self.ended})"
@@ -83,26 +86,60 @@ class ConversationTurn:
         self.span._add_event(Event(name, MappingProxyType(attributes)))  # type: ignore[attr-defined]
 
     def add_usage(self, usage: Mapping[str, int], model_call_span_id: str | None = None) -> None:
-        """Record token usage: one event, and the running sums for ``get_token_usage()``.
+        """Record token usage: one event, counted in the sums of ``get_token_usage()``.
 
         ``model_call_span_id`` marks the usage of a model call (hex span id): the ingest wire carries
         it on the call's own ``llm`` span instead of the turn's ``token_usage`` sum.
         """
+        self.add_usage_event(Event(sc.TOKEN_USAGE_EVENT, MappingProxyType(usage_event_attributes(usage,
+                                                                                                model_call_span_id))))
+
+    def add_usage_event(self, event: Event) -> None:
+        """Record a token usage event (possibly a :class:`DeferredEvent`); it is summed when ``usage()`` is read."""
         with self._lock:
-            totals = self._usage or {key: 0 for key, _ in sc.USAGE_FIELDS}
-            for key in totals:
-                totals[key] += usage.get(key, 0)
-            self._usage = totals
-        self.add_event(sc.TOKEN_USAGE_EVENT, usage_event_attributes(usage, model_call_span_id))
+            self._uncounted.append(event)
+        self.span._add_event(event)  # type: ignore[attr-defined]
+
+    def add_deferred_event(self, event: DeferredEvent) -> None:
+        """Record an item whose attributes are built when first read (when the turn is sent, not in the app's call)."""
+        self.span._add_event(event)  # type: ignore[attr-defined]
 
     def usage(self) -> dict[str, int]:
         """The token sums tracked so far in this turn (empty when none were)."""
         with self._lock:
+            for event in self._uncounted:
+                self._usage = add_usage(self._usage, event.attributes or {})
+            self._uncounted.clear()
             return dict(self._usage or {})
 
     def end(self) -> None:
         """End the span, which sends the turn."""
         self.span.end()
+
+
+class DeferredEvent(Event):
+    """A span event whose attributes are built by ``build()`` when first read, then kept (and ``build`` let go).
+
+    A model call's usage and action are known when it ends, but turning them into attributes (JSON text,
+    ISO times) is left to whoever reads the turn first: the send, or the translation on a delivery thread.
+    Readers racing on a fresh event may both build it; ``build`` gives equal attributes every time.
+    """
+
+    def __init__(self, name: str, build: Callable[[], dict[str, Any]]) -> None:
+        super().__init__(name)
+        self._build: Callable[[], dict[str, Any]] | None = build
+
+    @property
+    def attributes(self) -> Mapping[str, Any]:  # type: ignore[override]
+        """The event's attributes, built on first read."""
+        attributes = self._attributes
+        if attributes is None:
+            build = self._build
+            if build is None:  # built meanwhile by another thread, which set the attributes first
+                return self._attributes  # type: ignore[return-value]
+            attributes = self._attributes = MappingProxyType(build())
+            self._build = None
+        return attributes  # type: ignore[return-value]
 
 
 def usage_event_attributes(usage: Mapping[str, int], model_call_span_id: str | None = None) -> dict[str, int | str]:
