@@ -385,18 +385,20 @@ class Pipeline:
     gateway: Collector | None = None
     agent: Collector | None = None
     backend: RecordingBackend | None = None
+    tls: Tls | None = None
+    bridge_ports: list[int] = field(default_factory=list)
 
     def start(self) -> Pipeline:
         """Start every process, from the API's side to the apps' (each serving before the next starts)."""
-        self.tls = make_tls(self.workdir)
-        self.backend = RecordingBackend(self.tls)
-        ports = [free_port() for _ in range(self.bridges)]
+        tls = self.tls = make_tls(self.workdir)
+        self.backend = RecordingBackend(tls)
+        ports = self.bridge_ports = [free_port() for _ in range(self.bridges)]
         self.replicas = [bridge(index, self.workdir, port, self.api_url, api_key(index), self.wire, BRIDGE_TOKEN,
-                                self.tls, *self.bridge_flags) for index, port in enumerate(ports)]
+                                tls, *self.bridge_flags) for index, port in enumerate(ports)]
         for replica in self.replicas:
             replica.start()
         self.gateway = gateway(self.binary, self.workdir, free_port(), ports, self.gateway_token,
-                               self.backend.endpoint, self.tls, self.workdir / "queue").start()
+                               self.backend.endpoint, tls, self.workdir / "queue").start()
         self.agent = agent(self.binary, self.workdir, self.gateway.grpc_port).start()
         return self
 

@@ -1,0 +1,296 @@
+"""The Collector pipeline's cost: agent -> gateway -> 2 bridges -> a local API, against the same load sent
+straight to the 2 bridges, in one run.
+
+``python bench/collector_pipeline.py`` (``make bench-collector``; the Collector is built by ``make collector``)
+starts the pipeline of ``tests/collector_stack.py`` (the shipped ``agent.yaml`` and ``gateway.yaml``, two
+``agentsight bridge`` processes over TLS with a bearer token, ingest wire) with the local API
+(``agentsight dev --memory``) in a process of its own, and sends pre-built OTLP requests: each holds
+``--turns-per-request`` conversation turns recorded by a real ``ConversationTracker`` (question, answer, button,
+token usage) and as many app spans (HTTP, SQL, Redis, and one model call in five), every turn a conversation
+id of its own and every request new trace ids. Two measurements per route (through the pipeline; straight to
+the bridges, requests alternating between them):
+
+- *Throughput*: ``--turns`` turns offered at ``--rate`` turns/s; turns/s and spans/s counted at the API
+  (conversations stored) from the first to the last stored, and whether delivery kept up with the offer.
+- *Latency*: a few turns every 200 ms at a low rate; for each, the time from its request being sent until
+  the API has it (the bridges hold each turn 2 s, their grace period, for model calls sent apart).
+
+Prints a markdown table. Everything runs on this machine, the Collectors, bridges, API and client sharing
+its cores: read the numbers as a floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from bridge_ingest import _APP_SPANS, _occurrences  # noqa: E402
+from tests.collector_binary import binary_path  # noqa: E402
+from tests.collector_stack import BRIDGE_TOKEN, Pipeline, free_port, log_tail, wait_until  # noqa: E402
+
+GOAL_TURNS_PER_SECOND = 5_000
+MARKER = b"ZZZZZZZZ"
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+API_KEY = "ags_" + "c" * 32 + "_" + "d" * 6
+
+
+def build_bodies(sizes: list[tuple[int, int]]) -> list[list[bytes]]:
+    """For each ``(count, turns)``: ``count`` serialized requests of ``turns`` turns and ``turns`` app spans
+    (conversation ids hold MARKER), recorded by one tracker on one provider."""
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from agentsight import ConversationTracker
+
+    logging.getLogger("agentsight").setLevel(logging.ERROR)
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    trace.set_tracer_provider(provider)
+    tracker = ConversationTracker(direct_export=False)
+    tracer = provider.get_tracer("bench.app")
+    built = []
+    for count, turns in sizes:
+        bodies = []
+        for number in range(count):
+            memory.clear()
+            for index in range(turns):
+                name, attributes = _APP_SPANS[index % len(_APP_SPANS)]
+                with tracer.start_as_current_span(name, attributes=attributes):
+                    pass
+                tracker.get_or_create_conversation(f"c-{MARKER.decode()}-{number}-{index:04d}", customer_id="c-7")
+                tracker.track_question("Where is my order 8812? It was due yesterday.")
+                tracker.track_answer("Order 8812 left the warehouse this morning; it should arrive tomorrow.")
+                tracker.track_button("feedback", "Helpful", "yes")
+                tracker.track_token_usage(412, 96, 508)
+                tracker.send_tracked_data()
+            finished = memory.get_finished_spans()
+            assert len(finished) == 2 * turns, len(finished)
+            bodies.append(encode_spans(finished).SerializeToString())
+        built.append(bodies)
+    tracker.shutdown()
+    return built
+
+
+class Fresh:
+    """The bodies in turn, each with new trace ids and conversation ids (the request's number in both)."""
+
+    def __init__(self, bodies: list[bytes], turns: int) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        self.bodies = bodies
+        self.offsets = []
+        for body in bodies:
+            request = ExportTraceServiceRequest.FromString(body)
+            ids = {s.trace_id for r in request.resource_spans for sc in r.scope_spans for s in sc.spans}
+            self.offsets.append([offset for trace_id in ids for offset in _occurrences(body, trace_id)])
+        self.turns = turns
+        self.numbers = itertools.count(1)
+        self.lock = threading.Lock()
+
+    def __call__(self) -> tuple[bytes, str]:
+        """The next body, and the conversation id of its last turn."""
+        with self.lock:
+            number = next(self.numbers)
+        index = number % len(self.bodies)
+        body = bytearray(self.bodies[index].replace(MARKER, f"{number:08x}".encode()))
+        for offset in self.offsets[index]:
+            body[offset:offset + 4] = number.to_bytes(4, "big")
+        return bytes(body), f"c-{number:08x}-{index}-{self.turns - 1:04d}"
+
+
+class Api:
+    """``agentsight dev --memory`` in a process of its own."""
+
+    def __init__(self, log: Path) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen([str(Path(sys.executable).parent / "agentsight"), "dev", "--memory",
+                                         "--port", str(self.port)], stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_until(lambda: self._get("/health") is not None, 30, "the API")
+
+    def _get(self, path: str) -> bytes | None:
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Api-Key {API_KEY}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
+                return bytes(response.read())
+        except (OSError, urllib.error.HTTPError):
+            return None
+
+    def conversations(self) -> int:
+        """How many conversations are stored."""
+        import json
+
+        return int(json.loads(self._get("/api/stats/") or b'{"conversations": 0}')["conversations"])
+
+    def has(self, conversation_id: str) -> bool:
+        """Whether this conversation is stored."""
+        return self._get(f"/api/conversations/lookup/?conversation_id={conversation_id}") is not None
+
+
+def sender(route: str, pipeline: Pipeline) -> Callable[[bytes], None]:
+    """A function exporting one body: to the agent (plaintext), or to the bridges in turn (TLS and token)."""
+    if route == "pipeline":
+        channel = grpc.insecure_channel(f"127.0.0.1:{pipeline.otlp_port}")
+        exports = [channel.unary_unary(EXPORT)]
+        metadata: list[tuple[str, str]] | None = None
+    else:
+        assert pipeline.tls is not None
+        credentials = grpc.ssl_channel_credentials(pipeline.tls.ca.read_bytes())
+        exports = [grpc.secure_channel(f"127.0.0.1:{port}", credentials).unary_unary(EXPORT)
+                   for port in pipeline.bridge_ports]
+        metadata = [("authorization", f"Bearer {BRIDGE_TOKEN}")]
+    turn = itertools.cycle(exports)
+
+    def send(body: bytes) -> None:
+        while True:
+            try:
+                next(turn)(body, timeout=60, metadata=metadata)
+                return
+            except grpc.RpcError as error:
+                if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                    raise
+                time.sleep(0.2)
+
+    return send
+
+
+def throughput(route: str, pipeline: Pipeline, api: Api, fresh: Fresh, turns: int, rate: float,
+               per_request: int) -> dict[str, float]:
+    """Offer ``turns`` turns at ``rate`` turns/s; the rate they were stored at, counted at the API."""
+    send = sender(route, pipeline)
+    requests = turns // per_request
+    base = api.conversations()
+    errors: list[str] = []
+    slots = threading.BoundedSemaphore(256)
+
+    def one(body: bytes) -> None:
+        try:
+            send(body)
+        except Exception as error:  # reported, not hidden
+            errors.append(repr(error))
+        finally:
+            slots.release()
+
+    started = time.monotonic()
+    for number in range(requests):
+        wait = started + number * per_request / rate - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        slots.acquire()
+        threading.Thread(target=one, args=(fresh()[0],), daemon=True).start()
+    offered = time.monotonic() - started
+    marks: dict[float, float] = {}
+    deadline = time.monotonic() + 300
+    while len(marks) < 2 and time.monotonic() < deadline and not errors:
+        stored = api.conversations() - base
+        for share in (0.1, 1.0):
+            if share not in marks and stored >= share * requests * per_request:
+                marks[share] = time.monotonic()
+        time.sleep(0.05)
+    assert not errors, errors[:3]
+    assert len(marks) == 2, f"{route}: not every turn stored in time"
+    rate_stored = 0.9 * requests * per_request / max(marks[1.0] - marks[0.1], 1e-6)
+    return {"offered": requests * per_request / offered, "turns_per_s": rate_stored,
+            "spans_per_s": rate_stored * 2, "wall": marks[1.0] - started}
+
+
+def latency(route: str, pipeline: Pipeline, api: Api, fresh: Fresh, samples: int) -> list[float]:
+    """Seconds from sending a small request until the API has its last turn, ``samples`` times, 200 ms apart."""
+    send = sender(route, pipeline)
+    found: list[float] = []
+
+    def one() -> None:
+        body, last = fresh()
+        started = time.monotonic()
+        send(body)
+        wait_until(lambda: api.has(last), 120, f"conversation {last}", poll=0.01)
+        found.append(time.monotonic() - started)
+
+    threads = []
+    for _ in range(samples):
+        threads.append(threading.Thread(target=one, daemon=True))
+        threads[-1].start()
+        time.sleep(0.2)
+    for thread in threads:
+        thread.join(150)
+    assert len(found) == samples, f"{route}: {len(found)} of {samples} latency samples"
+    return sorted(found)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=20_000, help="turns offered per throughput run")
+    parser.add_argument("--rate", type=float, default=GOAL_TURNS_PER_SECOND, help="turns/s offered")
+    parser.add_argument("--turns-per-request", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=20, help="latency samples per route")
+    args = parser.parse_args(argv)
+    binary = binary_path()
+    if not os.access(binary, os.X_OK):
+        print(f"no Collector at {binary}: run `make collector` first", file=sys.stderr)
+        return 1
+    big, few = build_bodies([(8, args.turns_per_request), (4, 5)])
+    fresh, small = Fresh(big, args.turns_per_request), Fresh(few, 5)
+    small.numbers = itertools.count(10_000_000)  # other ids than the big requests'
+    workdir = Path(tempfile.mkdtemp(prefix="bench-collector-"))
+    api = Api(workdir / "api.log")
+    pipeline = Pipeline(binary, workdir, api.url, wire="ingest")
+    rows = []
+    try:
+        pipeline.start()
+        for route in ("direct", "pipeline"):
+            result = throughput(route, pipeline, api, fresh, args.turns, args.rate, args.turns_per_request)
+            times = latency(route, pipeline, api, small, args.samples)
+            rows.append((route, result, times))
+    except AssertionError:
+        for name in ("gateway", "agent", "bridge-0", "bridge-1"):
+            print(f"--- {name}\n{log_tail(workdir / f'{name}.log', 15)}", file=sys.stderr)
+        raise
+    finally:
+        pipeline.stop()
+        api.process.terminate()
+        api.process.wait(30)
+    print(render(rows, args))
+    return 0
+
+
+def render(rows: list[tuple[str, dict[str, float], list[float]]], args: argparse.Namespace) -> str:
+    """The results as a markdown table (and the latency the pipeline adds)."""
+    names = {"direct": "apps -> 2 bridges (direct)", "pipeline": "apps -> agent -> gateway -> 2 bridges"}
+    lines = [f"Offered: {args.turns:,} turns at {args.rate:,.0f} turns/s in requests of {args.turns_per_request} "
+             f"turns + {args.turns_per_request} app spans; latency: {args.samples} requests of 5 turns, 200 ms apart; "
+             f"nproc {os.cpu_count()}, everything on this machine.", "",
+             "| Route | Offered turns/s | Stored turns/s | Turn + app spans/s | Latency p50 | p95 | "
+             f"Goal (>= {GOAL_TURNS_PER_SECOND:,} turns/s) |", "|---|---|---|---|---|---|---|"]
+    for route, result, times in rows:
+        p50, p95 = statistics.median(times), times[min(len(times) - 1, int(0.95 * len(times)))]
+        goal = "PASS" if result["turns_per_s"] >= GOAL_TURNS_PER_SECOND else "below"
+        lines.append(f"| {names[route]} | {result['offered']:,.0f} | {result['turns_per_s']:,.0f} | "
+                     f"{result['spans_per_s']:,.0f} | {p50:.2f} s | {p95:.2f} s | {goal} |")
+    if len(rows) == 2:
+        added = statistics.median(rows[1][2]) - statistics.median(rows[0][2])
+        lines += ["", f"Latency the Collectors add per turn (p50): {added:.2f} s."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
