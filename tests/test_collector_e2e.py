@@ -207,7 +207,9 @@ def test_a_wrong_token_is_refused_and_counted_in_the_gateways_metrics(
     traces = run_apps([AppRun("llm", "wrong-token", 5)], pipeline.otlp_port, fake.openai_base_url, tmp_path)
     wait_until(lambda: pipeline.gateway.metric("otelcol_exporter_send_failed_spans", exporter=LB) > 0,  # type: ignore[union-attr]
                DELIVERY_TIMEOUT, f"{LB} failures in the gateway's metrics")
-    assert set(traces.values()) <= {span.trace_id.hex() for span in pipeline.backend.received()}, (
-        "the backend pipeline is not affected")
+    wait_until(lambda: set(traces.values()) <= {span.trace_id.hex() for span in pipeline.backend.received()},  # type: ignore[union-attr]
+               DELIVERY_TIMEOUT, "the backend pipeline, not affected, receiving every trace")
+    assert "code = Unauthenticated desc = missing or wrong bearer token" in pipeline.gateway.log.read_text(), (
+        "the bridges refused the token (not the TLS handshake or anything else)")
     assert not api.store.all_conversations(), "nothing delivered with a wrong token"
     assert not [r for r in api.requests if r.path == "/api/ingest/"]
