@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: test test-oldest collector test-collector coverage demo bench bench-llm bench-bridge bench-wan bench-current clean
+.PHONY: test test-oldest collector test-collector coverage demo bench bench-llm bench-bridge bench-wan bench-current bench-collector clean
 
 $(VENV)/.test: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -93,6 +93,11 @@ bench-wan: $(VENV)/.test
 
 bench-current: $(VENV)/.test
 	$(PY) bench/current_api.py $(ARGS)
+
+# agent -> gateway -> 2 bridges -> local API with the Collector built by `make collector`: turns/s and the
+# latency the Collectors add, against the same load sent straight to the bridges.
+bench-collector: $(VENV)/.test collector
+	$(PY) bench/collector_pipeline.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(OLDEST_VENV) bench/.upstream-venv bench/.official-venv
