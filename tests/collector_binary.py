@@ -89,7 +89,8 @@ def _build(go: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if os.access(binary_path(), os.X_OK):
             return
-        command = ["make", "--no-print-directory", "-C", str(REPO), "collector", f"GO={go}", f"OTELCOL_CACHE={root}"]
+        command = ["make", "--no-print-directory", "-C", str(REPO), "collector",
+                   f"GO={go}", f"OTELCOL_CACHE={root}", f"OTELCOL_MANIFEST={MANIFEST}"]
         print(f"building the Collector: {' '.join(command)} (a first build takes minutes)", flush=True)
         result = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False)
         output = result.stdout + result.stderr
