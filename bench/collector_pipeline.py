@@ -10,7 +10,7 @@ token usage) and as many app spans (HTTP, SQL, Redis, and one model call in five
 id of its own and every request new trace ids. Two measurements per route (through the pipeline; straight to
 the bridges, requests alternating between them):
 
-- *Throughput*: ``--turns`` turns offered at ``--rate`` turns/s; turns/s and spans/s counted at the API
+- *Throughput*: each of ``--rates`` (turns/s) offered for ``--seconds``; turns/s and spans/s counted at the API
   (conversations stored) from the first to the last stored, and whether delivery kept up with the offer.
 - *Latency*: a few turns every 200 ms at a low rate; for each, the time from its request being sent until
   the API has it (the bridges hold each turn 2 s, their grace period, for model calls sent apart).
@@ -239,8 +239,8 @@ def latency(route: str, pipeline: Pipeline, api: Api, fresh: Fresh, samples: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--turns", type=int, default=20_000, help="turns offered per throughput run")
-    parser.add_argument("--rate", type=float, default=GOAL_TURNS_PER_SECOND, help="turns/s offered")
+    parser.add_argument("--seconds", type=float, default=4.0, help="how long each rate is offered")
+    parser.add_argument("--rates", default=f"1000,{GOAL_TURNS_PER_SECOND}", help="turns/s offered, comma-separated")
     parser.add_argument("--turns-per-request", type=int, default=100)
     parser.add_argument("--samples", type=int, default=20, help="latency samples per route")
     args = parser.parse_args(argv)
@@ -258,9 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pipeline.start()
         for route in ("direct", "pipeline"):
-            result = throughput(route, pipeline, api, fresh, args.turns, args.rate, args.turns_per_request)
             times = latency(route, pipeline, api, small, args.samples)
-            rows.append((route, result, times))
+            for rate in (float(text) for text in args.rates.split(",")):
+                turns = int(rate * args.seconds)
+                result = throughput(route, pipeline, api, fresh, turns, rate, args.turns_per_request)
+                rows.append((route, rate, result, times))
     except AssertionError:
         for name in ("gateway", "agent", "bridge-0", "bridge-1"):
             print(f"--- {name}\n{log_tail(workdir / f'{name}.log', 15)}", file=sys.stderr)
@@ -273,22 +275,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def render(rows: list[tuple[str, dict[str, float], list[float]]], args: argparse.Namespace) -> str:
+def render(rows: list[tuple[str, float, dict[str, float], list[float]]], args: argparse.Namespace) -> str:
     """The results as a markdown table (and the latency the pipeline adds)."""
     names = {"direct": "apps -> 2 bridges (direct)", "pipeline": "apps -> agent -> gateway -> 2 bridges"}
-    lines = [f"Offered: {args.turns:,} turns at {args.rate:,.0f} turns/s in requests of {args.turns_per_request} "
-             f"turns + {args.turns_per_request} app spans; latency: {args.samples} requests of 5 turns, 200 ms apart; "
-             f"nproc {os.cpu_count()}, everything on this machine.", "",
-             "| Route | Offered turns/s | Stored turns/s | Turn + app spans/s | Latency p50 | p95 | "
-             f"Goal (>= {GOAL_TURNS_PER_SECOND:,} turns/s) |", "|---|---|---|---|---|---|---|"]
-    for route, result, times in rows:
+    lines = [f"Offered: each rate for {args.seconds:g} s, in requests of {args.turns_per_request} turns + "
+             f"{args.turns_per_request} app spans; latency (before the throughput runs): {args.samples} requests of "
+             f"5 turns, 200 ms apart; nproc {os.cpu_count()}, everything on this machine.", "",
+             "| Route | Offered turns/s | Stored turns/s | Turn + app spans/s | Last stored | Latency p50 | p95 |",
+             "|---|---|---|---|---|---|---|"]
+    for route, _, result, times in rows:
         p50, p95 = statistics.median(times), times[min(len(times) - 1, int(0.95 * len(times)))]
-        goal = "PASS" if result["turns_per_s"] >= GOAL_TURNS_PER_SECOND else "below"
         lines.append(f"| {names[route]} | {result['offered']:,.0f} | {result['turns_per_s']:,.0f} | "
-                     f"{result['spans_per_s']:,.0f} | {p50:.2f} s | {p95:.2f} s | {goal} |")
-    if len(rows) == 2:
-        added = statistics.median(rows[1][2]) - statistics.median(rows[0][2])
-        lines += ["", f"Latency the Collectors add per turn (p50): {added:.2f} s."]
+                     f"{result['spans_per_s']:,.0f} | {result['wall']:.1f} s | {p50:.2f} s | {p95:.2f} s |")
+    latencies = {route: times for route, _, _, times in rows}
+    if len(latencies) == 2:
+        added = statistics.median(latencies["pipeline"]) - statistics.median(latencies["direct"])
+        lines += ["", f"Latency the Collectors add per turn (p50): {added:.2f} s. Goal: stored turns/s keep up with "
+                  f"the offer through the pipeline up to {GOAL_TURNS_PER_SECOND:,} turns/s."]
     return "\n".join(lines)
 
 
