@@ -71,7 +71,7 @@ test-collector: $(VENV)/.test
 	@if command -v $(GO) >/dev/null 2>&1; then \
 		$(MAKE) --no-print-directory collector || echo "make collector failed: the collector tests say why"; \
 	else echo "no Go toolchain ($(GO)): the collector tests will skip"; fi
-	$(PY) -m pytest -q $(wildcard tests/test_collector_*.py)
+	$(PY) -m pytest -q -m collector $(wildcard tests/test_collector_*.py)
 
 # The whole suite under coverage.py, the Python processes it starts included ([tool.coverage.run] in
 # pyproject.toml); prints the files not fully covered and the total. Fails when a test fails.

@@ -327,6 +327,7 @@ def used_env(path: Path) -> set[str]:
     return {name for text in strings(load(path)) for name in ENV_REFERENCE.findall(text)}
 
 
+@pytest.mark.collector
 @pytest.mark.parametrize("name", sorted(EXPECTED_FILES))
 def test_the_collector_accepts_the_config_as_shipped(otelcol: Path, name: str) -> None:
     path = CONFIG_DIR / name
@@ -335,6 +336,7 @@ def test_the_collector_accepts_the_config_as_shipped(otelcol: Path, name: str) -
     assert result.returncode == 0, f"otelcol validate refused {name}:\n{result.stdout}{result.stderr}"
 
 
+@pytest.mark.collector
 def test_the_gateway_refuses_to_start_without_the_bridge_token(otelcol: Path) -> None:
     # gateway.yaml promises it: an empty AGENTSIGHT_BRIDGE_TOKEN is refused, not sent.
     env = {key: DOCUMENTED_ENV[key] for key in used_env(CONFIG_DIR / "gateway.yaml")}
@@ -344,6 +346,7 @@ def test_the_gateway_refuses_to_start_without_the_bridge_token(otelcol: Path) ->
     assert "bearertokenauth/agentsight" in result.stderr and "token" in result.stderr
 
 
+@pytest.mark.collector
 def test_validation_reads_the_ottl_statements(otelcol: Path, tmp_path: Path) -> None:
     # The control for the test above it: one wrong OTTL path in an otherwise shipped gateway is refused.
     broken = tmp_path / "gateway.yaml"
@@ -356,6 +359,7 @@ def test_validation_reads_the_ottl_statements(otelcol: Path, tmp_path: Path) -> 
     assert "transform/strip_agentsight_content" in result.stderr and "spanevent.attribute" in result.stderr
 
 
+@pytest.mark.collector
 def test_the_distribution_holds_exactly_what_the_configs_use(otelcol: Path) -> None:
     listed = yaml.safe_load(subprocess.run(
         [str(otelcol), "components"], capture_output=True, text=True, timeout=VALIDATE_TIMEOUT, check=True,

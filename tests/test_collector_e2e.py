@@ -25,6 +25,8 @@ from tests.collector_app import CUSTOMER_IP, SEED_TOKENS, answer, question
 from tests.collector_binary import collector_binary
 from tests.collector_stack import AppRun, Pipeline, RecordingBackend, run_apps, wait_until
 
+pytestmark = pytest.mark.collector
+
 REDACTED = {sc.MESSAGE_CONTENT, sc.ATTACHMENTS_FILES, sc.ACTION_RESPONSE, sc.GEN_AI_INPUT_MESSAGES,
             sc.GEN_AI_OUTPUT_MESSAGES, sc.GEN_AI_SYSTEM_INSTRUCTIONS, sc.GEN_AI_TOOL_DEFINITIONS,
             sc.CUSTOMER_IP_ADDRESS}
