@@ -126,8 +126,11 @@ def test_tracker_flow_is_stored(
     assert listed["customer_id"] == "user-7" and listed["customer_ip_address"] == "203.0.113.9"
     assert listed["initialized"] is True and listed["is_used"] is True
     assert listed["metadata"]["page_url"] == "https://shop.example/"
-    assert [(m["sender"], m["content"]) for m in listed["messages"]] == [
-        ("end_user", "Hello, I need help"), ("agent", "This is a sample response")]
+    assert "messages" not in listed, "the list carries previews, not transcripts"
+    assert listed["preview"] == {
+        "first_question": {"text": "Hello, I need help", "length": 18, "clipped": False},
+        "last_answer": {"text": "This is a sample response", "length": 25, "clipped": False}}
+    assert listed["counts"] == {"messages": 2, "buttons": 1, "actions": 2, "attachments": 1}
 
     status, detail = call("GET", f"/api/conversations/{listed['id']}/")
     assert status == 200
@@ -456,7 +459,9 @@ def test_concurrent_writers(dev: DevServer, call: Call) -> None:
     assert all(len(server_ids) == 1 for server_ids in ids.values()) and len(ids) == turns
     _, page = call("GET", "/api/conversations/?page_size=100")
     assert page["count"] == turns
-    contents = {m["content"] for conversation in page["results"] for m in conversation["messages"]}
+    assert all(conversation["counts"]["messages"] == threads for conversation in page["results"])
+    details = [call("GET", f"/api/conversations/{conversation['id']}/")[1] for conversation in page["results"]]
+    contents = {m["content"] for detail in details for m in detail["messages"]}
     assert contents == {f"{n}/{t}" for n in range(threads) for t in range(turns)}
 
 

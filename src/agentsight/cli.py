@@ -1,7 +1,8 @@
-"""The ``agentsight`` command line: ``agentsight bridge`` (more subcommands plug into :data:`COMMANDS`).
+"""The ``agentsight`` command line: ``agentsight bridge`` and ``agentsight dev`` (more plug into :data:`COMMANDS`).
 
 Each subcommand is a :class:`Command`: a name, a one-line help, a function adding its options to its
-``argparse`` sub-parser and a function running it that returns the exit status.
+``argparse`` sub-parser and a function running it that returns the exit status. ``python -m agentsight`` runs
+the same :func:`main`; ``--version`` works on the command and on every subcommand.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from agentsight.bridge.server import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, Bridge
-from agentsight.config import PROTOCOLS, Settings
+from agentsight.config import PROTOCOLS, SDK_NAME, SDK_VERSION, Settings
 from agentsight.exceptions import ConfigurationError, InvalidApiKeyException, NoApiKeyException
 
 EXIT_OK = 0
@@ -167,12 +168,18 @@ COMMANDS: tuple[Command, ...] = (BRIDGE, DEV)
 # Shared plumbing ---------------------------------------------------------------------------------
 
 
+VERSION_TEXT = f"{SDK_NAME} {SDK_VERSION}"
+"""What ``--version`` prints: the installed distribution's name and version (``agentsight-otel 0.1.0``)."""
+
+
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
-    """The ``agentsight`` parser with one sub-parser per command."""
+    """The ``agentsight`` parser with one sub-parser per command, each taking ``--version``."""
     parser = argparse.ArgumentParser(prog="agentsight", description="AgentSight tools")
+    _add_version(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in commands:
         sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        _add_version(sub)
         command.add_arguments(sub)
         sub.set_defaults(run=command.run)
     return parser
@@ -182,6 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``agentsight`` with ``argv`` (default: the process arguments); returns the exit status."""
     args = build_parser().parse_args(argv)
     return int(args.run(args))
+
+
+def _add_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=VERSION_TEXT,
+                        help="print the version of agentsight-otel and exit")
 
 
 def _port(text: str) -> int:

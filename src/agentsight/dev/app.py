@@ -147,8 +147,9 @@ def create_app(store: DevStore, *, role: str = "write", capabilities: Sequence[s
 
     @app.get(PATHS["conversation"])
     async def list_conversations(request: Request) -> dict[str, Any]:
-        """Conversations, newest first, each with its messages (``page``, ``page_size``; filters
-        ``conversation_id``, ``environment``, ``is_used``)."""
+        """Conversations, newest first, each with a ``preview`` (first question and last answer clipped to
+        200 characters) and ``counts``, never whole transcripts (``page``, ``page_size``; filters
+        ``conversation_id``, ``environment``, ``is_used``); the transcript is ``GET .../{id}/``'s."""
         return await run_in_threadpool(_conversation_page, store, request)
 
     @app.get(PATHS["conversation"] + "lookup/", response_model=LookupAnswer)
@@ -266,7 +267,7 @@ def _conversation_page(store: DevStore, request: Request) -> dict[str, Any]:
         environment=query.get("environment") or None,
         is_used=None if used in (None, "") else rest.boolean(used, "is_used"),
     )
-    count, results = store.list_conversations(filters, (page - 1) * size, size)
+    count, results = store.list_conversations(filters, (page - 1) * size, size, previews=True)
     if page > 1 and not results:
         raise ApiError(404, {"detail": "Invalid page."})
     base = f"{request.url.scheme}://{request.headers.get('host', 'localhost')}{request.url.path}"

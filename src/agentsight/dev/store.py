@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from agentsight.dev.previews import attach_previews
+
 CONVERSATION_FIELDS = (
     "conversation_id", "customer_id", "customer_ip_address", "device", "source", "language", "name", "environment",
 )
@@ -266,13 +268,18 @@ class DevStore:
     # Reads -------------------------------------------------------------------------------------
 
     def list_conversations(
-        self, filters: ConversationFilter, offset: int, limit: int
+        self, filters: ConversationFilter, offset: int, limit: int, *, previews: bool = False
     ) -> tuple[int, list[dict[str, Any]]]:
-        """The count of matching conversations and one page of them, newest first, each with ``messages``."""
+        """The count of matching conversations and one page of them, newest first, each with ``messages``;
+        with ``previews``, each with a ``preview`` and ``counts`` instead (:func:`~agentsight.dev.previews.
+        attach_previews`: what the API's list answers, never a whole transcript)."""
         where, params = filters.where()
         count = int(self._read(f"SELECT COUNT(*) FROM conversations c{where}", params)[0][0])
         page = self._conversations(where, params, " ORDER BY c.created_at DESC, c.id DESC LIMIT ? OFFSET ?",
                                    [limit, offset])
+        if previews:
+            attach_previews(self._read, page)
+            return count, page
         messages: dict[int, list[dict[str, Any]]] = {conversation["id"]: [] for conversation in page}
         if page:
             marks = ", ".join("?" * len(page))
