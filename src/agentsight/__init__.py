@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from agentsight.config import load_dotenv_file
+from agentsight.config import SDK_VERSION, load_dotenv_file
 from agentsight.exceptions import (
     AgentSightError,
     APIError,
@@ -56,6 +56,9 @@ from agentsight.scopes import (
 )
 from agentsight.spans.turn import ConversationTurn
 from agentsight.tracker import ConversationTracker
+
+__version__: str = SDK_VERSION
+"""The installed distribution's version (``importlib.metadata.version("agentsight-otel")``, set in pyproject.toml)."""
 
 load_dotenv_file()  # a .env holding AGENTSIGHT_API_KEY works as with upstream 0.1.x (when python-dotenv is installed)
 
