@@ -339,10 +339,10 @@ def test_latency_lets_concurrent_requests_overlap() -> None:
 
 def test_an_unexpected_error_is_logged_and_answered_500(dev: DevServer, monkeypatch: pytest.MonkeyPatch,
                                                         caplog: pytest.LogCaptureFixture) -> None:
-    def broken(environment: str | None = None) -> dict[str, Any]:
+    def broken(*args: Any) -> list[Any]:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(dev.store, "stats", broken)
+    monkeypatch.setattr(dev.store, "read", broken)
     answer = httpx.get(f"{dev.url}/api/stats/", headers=AUTH)
     assert (answer.status_code, answer.json()) == (500, {"detail": "Internal error."})
     assert any("disk on fire" in (record.exc_text or "") for record in caplog.records)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -27,9 +27,10 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentsight.config import API_KEY_PATTERN
-from agentsight.dev import ingest, rest
+from agentsight.dev import ingest, integration, rest, stats
 from agentsight.dev.models import IngestAnswer, IngestRequest, InvalidBlocks, LookupAnswer, MeAnswer, inline_schema
 from agentsight.dev.rest import ApiError
+from agentsight.dev.stats_models import IntegrationAnswer, StatsAnswer
 from agentsight.dev.store import CONVERSATION_FIELDS, ConversationFilter, DevStore, UnknownConversationError
 from agentsight.export.payloads import PATHS
 
@@ -168,10 +169,21 @@ def create_app(store: DevStore, *, role: str = "write", capabilities: Sequence[s
             raise ApiError(404, NOT_FOUND)
         return conversation
 
-    @app.get("/api/stats/")
-    async def get_stats(environment: str | None = None) -> dict[str, Any]:
-        """Interaction rate, abandoned visits, button clicks and token totals (of one ``environment``)."""
-        return await run_in_threadpool(store.stats, environment or None)
+    @app.get("/api/stats/", response_model=StatsAnswer)
+    async def get_stats(environment: str | None = None, date_from: str | None = Query(None, alias="from"),
+                        date_to: str | None = Query(None, alias="to"), breakdown: str | None = None,
+                        segment: str | None = None) -> dict[str, Any]:
+        """AgentSight's dashboard metrics (``StatsAnswer``) of one ``environment`` (default ``production``, as
+        AgentSight's analytics; ``all``: every one) and dates ``from``/``to`` (ISO, inclusive, UTC); engagement
+        by any conversation metadata key (``breakdown``) and by customer segment (``segment``)."""
+        where = _stats_scope(environment, date_from, date_to)
+        return await run_in_threadpool(stats.compute, store, where, breakdown or None, segment or None)
+
+    @app.get("/api/stats/integration/", response_model=IntegrationAnswer)
+    async def get_integration(environment: str | None = None, date_from: str | None = Query(None, alias="from"),
+                              date_to: str | None = Query(None, alias="to")) -> dict[str, Any]:
+        """Which metrics receive data (same filters as ``/api/stats/``), and for each empty one what feeds it."""
+        return await run_in_threadpool(integration.check, store, _stats_scope(environment, date_from, date_to))
 
     return app
 
@@ -250,6 +262,20 @@ async def _decoded(request: Request) -> tuple[dict[str, Any], rest.Files]:
         raise ApiError(400, {"detail": f"JSON parse error - {error}"}) from None
     setattr(request.state, RECEIVED, (body, files))
     return body, files
+
+
+def _stats_scope(environment: str | None, date_from: str | None, date_to: str | None) -> stats.Scope:
+    """The stats filters of the query, or a 400 naming the parameter that is not an ISO date."""
+    for name, value in (("from", date_from), ("to", date_to)):
+        try:
+            stats.scope(None, value, None)
+        except ValueError:
+            raise rest.field_error(name, "Date has wrong format. Use one of these formats instead: YYYY-MM-DD.") \
+                from None
+    try:
+        return stats.scope(environment, date_from, date_to)
+    except ValueError as error:
+        raise rest.field_error("to", str(error)) from None
 
 
 def _conversation_page(store: DevStore, request: Request) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agentsight.dev.previews import attach_previews
+from agentsight.dev.records import SCHEMA as RECORDS_SCHEMA
 
 CONVERSATION_FIELDS = (
     "conversation_id", "customer_id", "customer_ip_address", "device", "source", "language", "name", "environment",
@@ -210,7 +211,7 @@ class DevStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(_SCHEMA + RECORDS_SCHEMA)
         self._repair()
 
     def _repair(self) -> None:
@@ -244,6 +245,10 @@ class DevStore:
     def _read(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
+
+    def read(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """The rows of one read-only query (the analytics of :mod:`agentsight.dev.stats` run their SQL here)."""
+        return self._read(sql, params)
 
     # Writes of one REST payload ------------------------------------------------------------------
 
