@@ -2,9 +2,8 @@
 
 agent Collector -> gateway Collector -> ``agentsight bridge`` replicas (TLS, bearer token) -> a local
 AgentSight API, and the gateway's redacted copy -> :class:`RecordingBackend`. The Collectors run the
-shipped ``collector-config/*.yaml`` with the environment variables the files document; what the files
-fix (listening ports, the queue's directory, the bridge list) is given in an overlay (:func:`overlay`) merged
-by the Collector itself (a second ``--config``), since one machine cannot run two Collectors on the same ports.
+shipped ``collector-config/*.yaml`` as they are, given only environment variables the files document
+(endpoints, ports, the queue's directory, the bridge list, CA files), each Collector on free ports.
 Every process here writes its output to a log file of its own, which errors quote.
 """
 
@@ -173,13 +172,17 @@ class Process:
     env: dict[str, str]
     log: Path
     ready: Callable[[], bool]
+    inherit: bool = True
+    """Whether the process also gets our environment; without, only ``PATH``, ``HOME`` and ``env``."""
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self, timeout: float = START_TIMEOUT) -> Process:
         """Start and wait until ``ready()``; ``AssertionError`` with the log's end if it exits or times out."""
         with self.log.open("ab") as log:
             log.write(f"--- start {self.name}: {' '.join(self.command)}\n".encode())
-            self.popen = subprocess.Popen(self.command, env={**os.environ, **self.env}, stdout=log,
+            base = dict(os.environ) if self.inherit else {
+                key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
+            self.popen = subprocess.Popen(self.command, env={**base, **self.env}, stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while not self._probe():
@@ -255,49 +258,43 @@ class Collector(Process):
                    if all(found.get(key) == wanted for key, wanted in labels.items()))
 
 
-def overlay(path: Path, settings: Mapping[str, Any]) -> Path:
-    """Write ``settings`` as a configuration the Collector merges over a shipped file (JSON is YAML)."""
-    path.write_text(json.dumps(settings, indent=2))
-    return path
-
-
 def collector(binary: Path, name: str, config: Path, workdir: Path, env: Mapping[str, str],
-              settings: Mapping[str, Any], grpc_port: int) -> Collector:
-    """A Collector running ``config`` as shipped, ``env`` and the overlay ``settings`` (merged by the
-    Collector) supplying ports and directories; its OTLP receiver listens on ``grpc_port`` (gRPC) and a
-    free port (HTTP), its health and metrics ports are picked here."""
+              grpc_port: int) -> Collector:
+    """A Collector running ``config`` as shipped (one ``--config``, no other setting), ``env`` plus its
+    listening endpoints as environment variables: the OTLP receiver on ``grpc_port`` (gRPC) and a free port
+    (HTTP), health and metrics on ports picked here, all on loopback. Nothing else of our environment reaches
+    it (``PATH`` and ``HOME`` aside), so the files need no more than they document."""
     health, metrics = free_port(), free_port()
-    receiver = {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}"},
-                                       "http": {"endpoint": f"127.0.0.1:{free_port()}"}}}}
-    merged = {**settings, "receivers": receiver,
-              "extensions": {**settings.get("extensions", {}), "health_check": {"endpoint": f"127.0.0.1:{health}"}},
-              "service": {"telemetry": {"metrics": {"readers": [
-                  {"pull": {"exporter": {"prometheus": {"host": "127.0.0.1", "port": metrics}}}}]}}}}
-    extra = overlay(workdir / f"{name}.overlay.yaml", merged)
-    return Collector(name, [str(binary), "--config", f"file:{config}", "--config", f"file:{extra}"], dict(env),
-                     workdir / f"{name}.log", lambda: _http_ok(f"http://127.0.0.1:{health}/"),
+    listening = {"OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc_port}",
+                 "OTELCOL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
+                 "OTELCOL_HEALTH_ENDPOINT": f"127.0.0.1:{health}",
+                 "OTELCOL_METRICS_HOST": "127.0.0.1", "OTELCOL_METRICS_PORT": str(metrics)}
+    return Collector(name, [str(binary), "--config", f"file:{config}"], {**listening, **env}, workdir / f"{name}.log",
+                     lambda: _http_ok(f"http://127.0.0.1:{health}/"), inherit=False,
                      health_port=health, metrics_port=metrics, grpc_port=grpc_port)
 
 
 def agent(binary: Path, workdir: Path, gateway_port: int) -> Collector:
     """``agent.yaml`` on a free OTLP/gRPC port, forwarding to the gateway's ``gateway_port``."""
     return collector(binary, "agent", CONFIG_DIR / "agent.yaml", workdir,
-                     {"OTELCOL_GATEWAY_ENDPOINT": f"127.0.0.1:{gateway_port}"}, {}, free_port())
+                     {"OTELCOL_GATEWAY_ENDPOINT": f"127.0.0.1:{gateway_port}"}, free_port())
+
+
+def gateway_env(bridges: list[int], token: str, backend: str, tls: Tls, queue_dir: Path) -> dict[str, str]:
+    """The environment ``gateway.yaml`` takes to balance over the bridges on ``bridges`` (TLS with the private
+    CA, bearer ``token``), send the redacted copy to ``backend`` (TLS, the same CA) and queue in ``queue_dir``."""
+    return {"AGENTSIGHT_BRIDGE_TOKEN": token, "TRACING_BACKEND_ENDPOINT": backend,
+            "AGENTSIGHT_BRIDGE_ENDPOINTS": ",".join(f"127.0.0.1:{port}" for port in bridges),
+            "AGENTSIGHT_BRIDGE_CA_FILE": str(tls.ca), "TRACING_BACKEND_CA_FILE": str(tls.ca),
+            "OTELCOL_QUEUE_DIRECTORY": str(queue_dir)}
 
 
 def gateway(binary: Path, workdir: Path, grpc_port: int, bridges: list[int], token: str, backend: str,
             tls: Tls, queue_dir: Path) -> Collector:
-    """``gateway.yaml`` on ``grpc_port``, balancing over the bridges on ``bridges`` (TLS, bearer ``token``),
-    the redacted copy to ``backend``, its persistent queue in ``queue_dir``. The private CA is the one the
-    Collector trusts (``SSL_CERT_FILE``, read by Go's TLS on Linux), so the file's ``tls`` needs no ``ca_file``."""
+    """``gateway.yaml`` on ``grpc_port`` with :func:`gateway_env` (the queue's directory is created here)."""
     queue_dir.mkdir(parents=True, exist_ok=True)
-    storage = {"directory": str(queue_dir), "compaction": {"directory": str(queue_dir)}}
-    return collector(binary, "gateway", CONFIG_DIR / "gateway.yaml", workdir, {
-        "AGENTSIGHT_BRIDGE_TOKEN": token, "TRACING_BACKEND_ENDPOINT": backend, "SSL_CERT_FILE": str(tls.ca)}, {
-        "extensions": {"file_storage/agentsight": storage},
-        "exporters": {"load_balancing/agentsight": {"resolver": {"static": {
-            "hostnames": [f"127.0.0.1:{port}" for port in bridges]}}}},
-    }, grpc_port)
+    return collector(binary, "gateway", CONFIG_DIR / "gateway.yaml", workdir,
+                     gateway_env(bridges, token, backend, tls, queue_dir), grpc_port)
 
 
 def bridge(index: int, workdir: Path, grpc_port: int, api_url: str, api_key: str, wire: str, token: str,

@@ -37,11 +37,25 @@ OTELCOL_VERSION = "0.161.0"
 
 # What the configs need from the environment (as their header comments and README.md document), with
 # values to validate with. Nothing else is set: a config needing anything more fails validation.
-DOCUMENTED_ENV = {
+REQUIRED_ENV = {
     "OTELCOL_GATEWAY_ENDPOINT": "otel-gateway:4317",
     "AGENTSIGHT_BRIDGE_TOKEN": "validate-token",
     "TRACING_BACKEND_ENDPOINT": "tempo:4317",
 }
+# What the configs take from the environment when it is set (endpoints, ports, directories, CA files),
+# with values to run with, and how each shows in the configuration the Collector resolves.
+OPTIONAL_ENV = {
+    "OTELCOL_OTLP_GRPC_ENDPOINT": "127.0.0.1:14317",
+    "OTELCOL_OTLP_HTTP_ENDPOINT": "127.0.0.1:14318",
+    "OTELCOL_HEALTH_ENDPOINT": "127.0.0.1:23133",
+    "OTELCOL_METRICS_HOST": "127.0.0.1",
+    "OTELCOL_METRICS_PORT": "18888",
+    "OTELCOL_QUEUE_DIRECTORY": "/tmp/agentsight-queue",
+    "AGENTSIGHT_BRIDGE_ENDPOINTS": "bridge-a:4317,bridge-b:4317",
+    "AGENTSIGHT_BRIDGE_CA_FILE": "",
+    "TRACING_BACKEND_CA_FILE": "",
+}
+DOCUMENTED_ENV = {**REQUIRED_ENV, **OPTIONAL_ENV}
 # Components the distribution carries beyond what the configs use: the OTLP/HTTP exporter, for a general
 # backend reached over HTTP instead of gRPC (README.md), and what the tests record with (debug, file).
 EXTRA_TYPES: dict[str, set[str]] = {"exporters": {"otlp_http", "debug", "file"}}
@@ -58,6 +72,7 @@ PIPELINE_NAME = re.compile(rf"^({'|'.join(SIGNALS)})(/[^/\s]+)?$")
 
 # `${env:NAME}` or `${env:NAME:-default}`; `$$` is a literal dollar sign.
 ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
+ENV_DEFAULT = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*):-([^}]*)\}")
 
 BRIDGE_PIPELINE = "traces/agentsight"
 BACKEND_PIPELINE = "traces/backend"
@@ -165,6 +180,16 @@ def deleted_keys(processor: dict[str, Any]) -> set[tuple[str, str]]:
     return pairs
 
 
+def defaulted(value: str) -> str:
+    """A setting as the Collector reads it with no variable set: each ``${env:NAME:-default}`` its default."""
+    return ENV_DEFAULT.sub(lambda match: match.group(2), value)
+
+
+def env_defaults(config: dict[str, Any]) -> dict[str, str]:
+    """Variable -> default, of every ``${env:NAME:-default}`` in a config."""
+    return {name: default for text in strings(config) for name, default in ENV_DEFAULT.findall(text)}
+
+
 def gateway() -> dict[str, Any]:
     return load(CONFIG_DIR / "gateway.yaml")
 
@@ -262,7 +287,8 @@ def test_health_check_is_enabled(path: Path) -> None:
 def test_file_storage_directories_are_set(path: Path) -> None:
     for eid, settings in of_type(load(path), "extensions", "file_storage").items():
         directory = (settings or {}).get("directory")
-        assert isinstance(directory, str) and directory.startswith("/"), f"{path.name}: {eid} needs a directory"
+        assert isinstance(directory, str), f"{path.name}: {eid} needs a directory"
+        assert defaulted(directory).startswith("/"), f"{path.name}: {eid}'s default directory is not absolute"
 
 
 @files_with(bearer_senders)
@@ -274,12 +300,27 @@ def test_bearer_token_is_only_sent_over_tls(path: Path) -> None:
 
 @config_files
 def test_env_variables_are_documented(path: Path) -> None:
+    # Each variable is in the file's header comment and in a row of README.md's environment table, which
+    # gives its default (the value of `${env:NAME:-default}`) or says it is required (no default).
     readme = (CONFIG_DIR / "README.md").read_text(encoding="utf-8")
     raw = path.read_text(encoding="utf-8")
+    defaults = env_defaults(load(path))
     for text in strings(load(path)):
         for name in ENV_REFERENCE.findall(text):
-            assert name in readme, f"README.md does not document {name} used by {path.name}"
+            rows = [line for line in readme.splitlines() if line.startswith(f"| `{name}` |")]
+            assert rows, f"README.md's environment table has no row for {name} used by {path.name}"
             assert re.search(rf"^#.*\b{name}\b", raw, re.MULTILINE), f"{path.name}: header comment misses {name}"
+            if name in defaults:
+                shown = f"`{defaults[name]}`" if defaults[name] else "empty"
+                assert shown in rows[0], f"README.md: the row of {name} does not give its default {shown}"
+            else:
+                assert "required" in rows[0], f"README.md: {name} has no default; its row must say required"
+                assert name in REQUIRED_ENV
+
+
+@config_files
+def test_every_variable_with_a_default_is_known_here(path: Path) -> None:
+    assert set(env_defaults(load(path))) <= set(OPTIONAL_ENV), "a new variable: add it to OPTIONAL_ENV"
 
 
 @config_files
@@ -330,10 +371,66 @@ def used_env(path: Path) -> set[str]:
 @pytest.mark.collector
 @pytest.mark.parametrize("name", sorted(EXPECTED_FILES))
 def test_the_collector_accepts_the_config_as_shipped(otelcol: Path, name: str) -> None:
+    # Only the required variables: everything else has its default.
     path = CONFIG_DIR / name
     assert used_env(path) <= set(DOCUMENTED_ENV), f"{name} needs variables this test does not know"
-    result = validate(otelcol, path, {key: DOCUMENTED_ENV[key] for key in used_env(path)})
+    result = validate(otelcol, path, {key: REQUIRED_ENV[key] for key in used_env(path) if key in REQUIRED_ENV})
     assert result.returncode == 0, f"otelcol validate refused {name}:\n{result.stdout}{result.stderr}"
+
+
+def resolved(binary: Path, path: Path, env: dict[str, str]) -> dict[str, Any]:
+    """The configuration the Collector resolves from ``path`` with exactly ``env`` (``print-config``)."""
+    result = subprocess.run(
+        [str(binary), "print-config", "--mode", "unredacted", "--config", str(path)],
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        capture_output=True, text=True, timeout=VALIDATE_TIMEOUT, check=False,
+    )
+    assert result.returncode == 0, f"otelcol print-config refused {path.name}:\n{result.stderr}"
+    config = yaml.safe_load(result.stdout)
+    assert isinstance(config, dict)
+    return config
+
+
+def listening(config: dict[str, Any]) -> dict[str, Any]:
+    """What a resolved config listens on and stores in, and the bridges it sends to."""
+    protocols = config["receivers"]["otlp"]["protocols"]
+    prometheus = config["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]
+    found = {"grpc": protocols["grpc"]["endpoint"], "http": protocols["http"]["endpoint"],
+             "health": config["extensions"]["health_check"]["endpoint"],
+             "metrics": (prometheus["host"], prometheus["port"])}
+    if "file_storage/agentsight" in config["extensions"]:
+        storage = config["extensions"]["file_storage/agentsight"]
+        found["queue"] = (storage["directory"], storage["compaction"]["directory"])
+        found["bridges"] = config["exporters"]["load_balancing/agentsight"]["resolver"]["static"]["hostnames"]
+    return found
+
+
+@pytest.mark.collector
+def test_the_defaults_are_the_documented_deployment_values(otelcol: Path) -> None:
+    # With only the required variables, the files listen and store where a platform team expects them.
+    agent_config = resolved(otelcol, CONFIG_DIR / "agent.yaml", {"OTELCOL_GATEWAY_ENDPOINT": "g:4317"})
+    assert listening(agent_config) == {"grpc": "localhost:4317", "http": "localhost:4318",
+                                       "health": "0.0.0.0:13133", "metrics": ("127.0.0.1", 8888)}
+    env = {key: REQUIRED_ENV[key] for key in used_env(CONFIG_DIR / "gateway.yaml") if key in REQUIRED_ENV}
+    queue = "/var/lib/otelcol/file_storage/agentsight"
+    assert listening(resolved(otelcol, CONFIG_DIR / "gateway.yaml", env)) == {
+        "grpc": "0.0.0.0:4317", "http": "0.0.0.0:4318", "health": "0.0.0.0:13133", "metrics": ("0.0.0.0", 8888),
+        "queue": (queue, queue),
+        "bridges": [f"agentsight-bridge-{index}.agentsight-bridge:4317" for index in range(3)]}
+
+
+@pytest.mark.collector
+@pytest.mark.parametrize("bridges", ["bridge-a:4317,bridge-b:4317", "[bridge-a:4317, bridge-b:4317]"])
+def test_the_environment_sets_what_the_files_say(otelcol: Path, bridges: str) -> None:
+    # Every optional variable set: the resolved configuration has its value; the bridge list comma-separated
+    # or as a YAML list, as the files' comments say.
+    env = {**DOCUMENTED_ENV, "AGENTSIGHT_BRIDGE_ENDPOINTS": bridges}
+    expected = {"grpc": "127.0.0.1:14317", "http": "127.0.0.1:14318", "health": "127.0.0.1:23133",
+                "metrics": ("127.0.0.1", 18888)}
+    assert listening(resolved(otelcol, CONFIG_DIR / "agent.yaml", env)) == expected
+    assert listening(resolved(otelcol, CONFIG_DIR / "gateway.yaml", env)) == {
+        **expected, "queue": ("/tmp/agentsight-queue", "/tmp/agentsight-queue"),
+        "bridges": ["bridge-a:4317", "bridge-b:4317"]}
 
 
 @pytest.mark.collector
@@ -379,8 +476,9 @@ def test_the_distribution_holds_exactly_what_the_configs_use(otelcol: Path) -> N
 
 
 def test_agent_listens_on_loopback_only() -> None:
+    # By default (an environment may move it, as the tests do, to other loopback ports).
     for protocol, settings in section(section(agent(), "receivers")["otlp"], "protocols").items():
-        endpoint = (settings or {}).get("endpoint", "")
+        endpoint = defaulted((settings or {}).get("endpoint", ""))
         assert endpoint.startswith(("localhost:", "127.0.0.1:")), f"agent otlp {protocol} binds {endpoint!r}"
 
 
