@@ -140,7 +140,7 @@ class RecordingServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     def script(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
         """Answer the next unscripted request with ``status``, ``body`` (JSON, or bytes as given) and ``headers``."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from agentsight.api.client import AgentSight
+from agentsight.api._client import AgentSight
 from agentsight.api.pagination import Page, PageIterator
 
 __all__ = ["AgentSight", "Page", "PageIterator", "client"]

@@ -9,7 +9,7 @@ from agentsight.api.pagination import PageIterator
 from agentsight.exceptions import ValidationError
 
 if TYPE_CHECKING:
-    from agentsight.api.client import AgentSight
+    from agentsight.api._client import AgentSight
 
 
 class Resource:

@@ -1,4 +1,7 @@
-"""``AgentSight``: the data-plane client, reading and managing what tracking recorded (upstream 0.1.4's)."""
+"""``AgentSight``: the data-plane client, reading and managing what tracking recorded (upstream 0.1.4's).
+
+The module is ``_client`` because ``agentsight.api.client`` is the lazy default client.
+"""
 
 from __future__ import annotations
 
