@@ -15,7 +15,6 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,19 +26,17 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentsight.config import API_KEY_PATTERN
-from agentsight.dev import ingest, integration, rest, stats
+from agentsight.dev import data_plane, ingest, integration, rest, stats
 from agentsight.dev.models import IngestAnswer, IngestRequest, InvalidBlocks, LookupAnswer, MeAnswer, inline_schema
 from agentsight.dev.rest import ApiError
 from agentsight.dev.stats_models import IntegrationAnswer, StatsAnswer
-from agentsight.dev.store import CONVERSATION_FIELDS, ConversationFilter, DevStore, UnknownConversationError
+from agentsight.dev.store import CONVERSATION_FIELDS, DevStore, UnknownConversationError
 from agentsight.export.payloads import PATHS
 
 logger = logging.getLogger("agentsight.dev")
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
 PLACEHOLDER = "<!doctype html><title>AgentSight dev</title><p>AgentSight dev server: dashboard.html is missing.</p>"
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 MAX_BODY_BYTES = 16 * 1024 * 1024
 """Largest request body (as sent, before any gzip is inflated): past it the answer is 413."""
 BODY_TIMEOUT = 30.0
@@ -95,6 +92,7 @@ def create_app(store: DevStore, *, role: str = "write", capabilities: Sequence[s
     app.add_exception_handler(InvalidBlocks, _invalid_blocks)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(data_plane.router(store, role))  # the data plane: conversations, feedback, tickets...
 
     @app.get("/", include_in_schema=False)
     @app.get("/index.html", include_in_schema=False)
@@ -146,13 +144,6 @@ def create_app(store: DevStore, *, role: str = "write", capabilities: Sequence[s
         """What the key may do: role, agent, environments and capabilities."""
         return me
 
-    @app.get(PATHS["conversation"])
-    async def list_conversations(request: Request) -> dict[str, Any]:
-        """Conversations, newest first, each with a ``preview`` (first question and last answer clipped to
-        200 characters) and ``counts``, never whole transcripts (``page``, ``page_size``; filters
-        ``conversation_id``, ``environment``, ``is_used``); the transcript is ``GET .../{id}/``'s."""
-        return await run_in_threadpool(_conversation_page, store, request)
-
     @app.get(PATHS["conversation"] + "lookup/", response_model=LookupAnswer)
     async def lookup_conversation(conversation_id: str) -> LookupAnswer:
         """The server id of the conversation with this client ``conversation_id``."""
@@ -160,14 +151,6 @@ def create_app(store: DevStore, *, role: str = "write", capabilities: Sequence[s
         if found is None:
             raise ApiError(404, NOT_FOUND)
         return LookupAnswer(id=found["id"], conversation_id=found["conversation_id"])
-
-    @app.get(PATHS["conversation"] + "{server_id:int}/")
-    async def get_conversation(server_id: int) -> dict[str, Any]:
-        """One conversation with its messages, buttons, actions, attachments, timeline and token totals."""
-        conversation = await run_in_threadpool(store.get_conversation, server_id) if server_id <= MAX_ID else None
-        if conversation is None:
-            raise ApiError(404, NOT_FOUND)
-        return conversation
 
     @app.get("/api/stats/", response_model=StatsAnswer)
     async def get_stats(environment: str | None = None, date_from: str | None = Query(None, alias="from"),
@@ -276,37 +259,6 @@ def _stats_scope(environment: str | None, date_from: str | None, date_to: str | 
         return stats.scope(environment, date_from, date_to)
     except ValueError as error:
         raise rest.field_error("to", str(error)) from None
-
-
-def _conversation_page(store: DevStore, request: Request) -> dict[str, Any]:
-    query = dict(request.query_params)
-    try:
-        page = int(query.get("page", "1"))
-        size = min(int(query.get("page_size", str(DEFAULT_PAGE_SIZE))), MAX_PAGE_SIZE)
-    except ValueError:
-        raise ApiError(404, {"detail": "Invalid page."}) from None
-    if not 1 <= page <= MAX_ID // MAX_PAGE_SIZE or size < 1:
-        raise ApiError(404, {"detail": "Invalid page."})
-    used = query.get("is_used")
-    filters = ConversationFilter(
-        conversation_id=query.get("conversation_id") or None,
-        environment=query.get("environment") or None,
-        is_used=None if used in (None, "") else rest.boolean(used, "is_used"),
-    )
-    count, results = store.list_conversations(filters, (page - 1) * size, size, previews=True)
-    if page > 1 and not results:
-        raise ApiError(404, {"detail": "Invalid page."})
-    base = f"{request.url.scheme}://{request.headers.get('host', 'localhost')}{request.url.path}"
-
-    def link(number: int) -> str:
-        return f"{base}?{urlencode({**query, 'page': number, 'page_size': size})}"
-
-    return {
-        "count": count,
-        "next": link(page + 1) if page * size < count else None,
-        "previous": link(page - 1) if page > 1 else None,
-        "results": results,
-    }
 
 
 # Error answers, all in Django REST framework's shape ---------------------------------------------------

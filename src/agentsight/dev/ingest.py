@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agentsight.dev import records
 from agentsight.dev.models import ConversationBlock, IngestDocument, IngestSpan, drf_errors, validate_blocks
 from agentsight.dev.rest import TOKEN_USAGE_ACTION, ApiError, count, load_json
 from agentsight.dev.store import DevStore, StoreWriter, utc_iso
@@ -101,6 +102,7 @@ def _store_block(writer: StoreWriter, block: ConversationBlock) -> None:
     )
     for span in block.spans:
         if writer.claim_span(conversation, span.trace_id, span.span_id):
+            records.keep_span(writer, conversation, span)
             PROJECTIONS.get(span.kind, _archive)(writer, conversation, block.conversation_id, span)
 
 
