@@ -195,11 +195,11 @@ def _tools(store: DevStore, where: Scope) -> list[dict[str, Any]]:
     """Actions by name, model calls and ``token_usage`` sums left out, most called first."""
     condition, params = where.items("action")
     rows = store.read(
-        f"SELECT {_ACTION} AS name, COUNT(*) AS calls, AVG({_DURATION}) AS average, "
+        f"SELECT {_ACTION} AS action, COUNT(*) AS calls, AVG({_DURATION}) AS average, "
         "COALESCE(SUM(json_extract(i.body, '$.error_msg') IS NOT NULL), 0) AS errors "
         f"FROM items i JOIN conversations c ON c.id = i.conversation WHERE {condition} "
-        f"AND {_ACTION} != 'token_usage' AND NOT {_IS_MODEL_CALL} GROUP BY name ORDER BY calls DESC, name", params)
-    return [{"name": str(row["name"]), "calls": int(row["calls"]), "average_ms": _rounded(row["average"]),
+        f"AND {_ACTION} != 'token_usage' AND NOT {_IS_MODEL_CALL} GROUP BY action ORDER BY calls DESC, action", params)
+    return [{"name": str(row["action"]), "calls": int(row["calls"]), "average_ms": _rounded(row["average"]),
              "errors": int(row["errors"])} for row in rows]
 
 
