@@ -17,20 +17,27 @@ from typing import Any
 import pytest
 
 import agentsight.api
+from agentsight import AgentSightAPI, ConversationManager, ConversationTracker, Sentiment
 from agentsight.api import AgentSight, Page, PageIterator
 from agentsight.exceptions import (
     AgentSightError,
     APIError,
     AuthenticationError,
+    ConversationApiException,
+    ForbiddenException,
     InvalidApiKeyError,
+    InvalidConversationDataException,
     MethodNotAllowedError,
     MissingApiKeyError,
     NetworkError,
+    NoApiKeyException,
     NotFoundError,
+    NotFoundException,
     PermissionDeniedError,
     RateLimitError,
     ServerError,
     SubscriptionInactiveError,
+    UnauthorizedException,
     ValidationError,
 )
 from tests.golden.record_data_plane import API_KEY, CALLS, RecordingServer, record
@@ -260,3 +267,66 @@ def test_module_client_is_made_on_first_use_from_the_environment(
     assert server.raw_headers[0]["authorization"] == f"Api-Key {API_KEY}"
     with pytest.raises(AttributeError):
         agentsight.api.nothing  # noqa: B018
+
+
+# 0.0.44's management calls: thin calls of the same client ------------------------------------------------------
+
+
+def test_0044_calls_on_the_tracker_send_the_data_plane_requests(server: RecordingServer) -> None:
+    tracker = ConversationTracker(API_KEY, endpoint=server.url, verify_key=False, auto_instrument=False)
+    try:
+        server.take()
+        assert tracker.submit_feedback("wa-3859", Sentiment.NEGATIVE, "slow", metadata={"x": 1})["id"] == 9
+        tracker.rename_conversation("wa-3859", " Refund ")
+        tracker.mark_conversation(42, True)
+        tracker.update_conversation("wa-3859", is_marked=False, language="de")
+        tracker.delete_conversation(42)
+        assert tracker.fetch_conversation(42)["id"] == 42
+        tracker.fetch_conversation_attachments(42)
+        page = tracker.fetch_conversations(has_feedback=True, page=2, page_size=10, feedback_source="customer")
+    finally:
+        tracker.shutdown()
+    assert page["current_page"] == 2
+    sent = [(r["method"], r["path"], r["query"], r["body"]) for r in server.take() if r["path"] != "/api/ingest/"]
+    assert sent == [
+        ("POST", "/api/feedbacks/", [],
+         {"kind": "conversation", "sentiment": "negative", "conversation_id": "wa-3859", "comment": "slow"}),
+        ("GET", "/api/conversations/",
+         [["conversation_id", "wa-3859"], ["full", "false"], ["page_size", "1"], ["include_deleted", "true"]], None),
+        ("PATCH", "/api/conversations/42/rename/", [], {"name": "Refund"}),
+        ("POST", "/api/conversations/42/mark/", [], {"is_marked": True}),
+        ("PATCH", "/api/conversations/42/update/", [], {"is_marked": False, "language": "de"}),
+        ("DELETE", "/api/conversations/42/delete/", [], None),
+        ("GET", "/api/conversations/42/", [["full", "true"]], None),
+        ("GET", "/api/conversations/42/attachments/", [], None),
+        ("GET", "/api/conversations/",
+         [["has_feedback", "true"], ["page", "2"], ["page_size", "10"], ["feedback_source", "customer"]], None),
+    ]
+
+
+def test_0044_calls_raise_0044_exceptions(server: RecordingServer) -> None:
+    manager = ConversationManager(API_KEY, endpoint=server.url)
+    with pytest.raises(InvalidConversationDataException, match="Invalid sentiment"):
+        manager.submit_feedback("wa-1", "angry")
+    with pytest.raises(InvalidConversationDataException, match="cannot exceed 255"):
+        manager.rename_conversation("wa-1", "x" * 256)
+    with pytest.raises(ValueError, match="conversation_id is required"):
+        manager.mark_conversation("", True)
+    assert server.requests == []
+    for status, error_class in [(404, NotFoundException), (401, UnauthorizedException), (403, ForbiddenException),
+                                (500, ConversationApiException)]:
+        server.script(status, {"detail": f"refused {API_KEY}"})
+        with pytest.raises(error_class) as caught:
+            manager.delete_conversation(42)
+        assert caught.value.status_code == status and API_KEY not in str(caught.value)
+    with pytest.raises(NotFoundException):
+        AgentSightAPI(API_KEY, endpoint=server.url).fetch_conversation("missing")
+
+
+def test_0044_singletons_wait_for_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AGENTSIGHT_API_KEY", raising=False)
+    import agentsight
+
+    assert agentsight.Sentiment("positive") is agentsight.Sentiment.POSITIVE
+    with pytest.raises(NoApiKeyException):
+        agentsight.management._Deferred(ConversationManager).submit_feedback  # noqa: B018

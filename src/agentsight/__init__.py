@@ -33,6 +33,13 @@ from agentsight.exceptions import (
 from agentsight.export.exporter import AgentSightSpanExporter
 from agentsight.export.processor import AgentSightSpanProcessor
 from agentsight.instrumentation import instrument, uninstrument
+from agentsight.management import (  # 0.0.44's management calls (agentsight.api.AgentSight underneath)
+    AgentSightAPI,
+    ConversationManager,
+    Sentiment,
+    agentsight_api,
+    conversation_manager,
+)
 from agentsight.scopes import (
     abandon_turn,
     agent_message,
@@ -108,6 +115,7 @@ __all__ = [
     "AuthenticationError", "SubscriptionInactiveError", "PermissionDeniedError", "NotFoundError", "ValidationError",
     "MethodNotAllowedError", "RateLimitError", "ServerError", "NetworkError", "UploadError",
     # the seed API and the OTel pieces
+    "AgentSightAPI", "ConversationManager", "Sentiment", "agentsight_api", "conversation_manager",
     "AgentSightSpanExporter",
     "AgentSightSpanProcessor",
     "ConversationTracker",

@@ -106,6 +106,35 @@ class ConversationNetworkException(ConversationTrackingException):
     """
 
 
+class NoConversationIdException(Exception):
+    """0.0.44's name: a conversation id was required and not given."""
+
+    def __init__(self, message: str = "conversation_id is required but was not provided") -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class NotFoundException(ConversationApiException):
+    """0.0.44's 404 of its management calls (``conversation_manager``, ``agentsight_api``)."""
+
+    def __init__(self, message: str = "Resource not found") -> None:
+        super().__init__(message, status_code=404)
+
+
+class UnauthorizedException(ConversationApiException):
+    """0.0.44's 401 of its management calls."""
+
+    def __init__(self, message: str = "Unauthorized - invalid or missing API key") -> None:
+        super().__init__(message, status_code=401)
+
+
+class ForbiddenException(ConversationApiException):
+    """0.0.44's 403 of its management calls."""
+
+    def __init__(self, message: str = "Forbidden - not authorized to access this resource") -> None:
+        super().__init__(message, status_code=403)
+
+
 class InvalidAttachmentException(Exception):
     """Attachment input that cannot be sent."""
 

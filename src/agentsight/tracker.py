@@ -417,6 +417,41 @@ class ConversationTracker:
         self._end_all_open()
         self._provider.shutdown()
 
+    # 0.0.44's management calls, with this tracker's key and endpoint (agentsight.management) ---------
+
+    def submit_feedback(self, conversation_id: int | str, sentiment: Any, comment: str | None = None,
+                        metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Feedback on a conversation (see :meth:`agentsight.management.ConversationManager.submit_feedback`)."""
+        return _managed(self).submit_feedback(conversation_id, sentiment, comment, metadata)
+
+    def rename_conversation(self, conversation_id: int | str, name: str) -> dict[str, Any]:
+        """Rename a conversation (see :class:`agentsight.management.ConversationManager`)."""
+        return _managed(self).rename_conversation(conversation_id, name)
+
+    def mark_conversation(self, conversation_id: int | str, is_marked: bool) -> dict[str, Any]:
+        """Mark or unmark a conversation (see :class:`agentsight.management.ConversationManager`)."""
+        return _managed(self).mark_conversation(conversation_id, is_marked)
+
+    def delete_conversation(self, conversation_id: int | str) -> dict[str, Any]:
+        """Soft-delete a conversation (see :class:`agentsight.management.ConversationManager`)."""
+        return _managed(self).delete_conversation(conversation_id)
+
+    def update_conversation(self, conversation_id: int | str, **fields: Any) -> dict[str, Any]:
+        """Change a conversation's fields (see :class:`agentsight.management.ConversationManager`)."""
+        return _managed(self).update_conversation(conversation_id, **fields)
+
+    def fetch_conversations(self, **filters: Any) -> dict[str, Any]:
+        """One page of conversations (see :class:`agentsight.management.AgentSightAPI`)."""
+        return _managed(self).fetch_conversations(**filters)
+
+    def fetch_conversation(self, conversation_id: int | str) -> dict[str, Any]:
+        """One conversation with its messages (see :class:`agentsight.management.AgentSightAPI`)."""
+        return _managed(self).fetch_conversation(conversation_id)
+
+    def fetch_conversation_attachments(self, conversation_id: int | str) -> dict[str, Any]:
+        """A conversation's attachments (see :class:`agentsight.management.AgentSightAPI`)."""
+        return _managed(self).fetch_conversation_attachments(conversation_id)
+
     # Internals ---------------------------------------------------------------------------------
 
     def _conversation_attributes(
@@ -572,3 +607,9 @@ def _instrument_once() -> None:
     if not _instrumented:
         _instrumented = True
         instrument()
+
+
+def _managed(tracker: ConversationTracker) -> Any:
+    from agentsight.management import for_tracker  # imported on first use: the data plane is not tracking
+
+    return for_tracker(tracker)
