@@ -1,189 +1,215 @@
-"""``make demo``: the "Track Interaction" widget flow end to end, on 127.0.0.1 only.
+"""``make demo``: a shop's support chat over a simulated week, tracked by the SDK into ``agentsight dev``.
 
 1. Starts ``agentsight dev`` in-process (:class:`agentsight.dev.server.DevServer`, port 8321 unless ``--port``;
-   ``--port 0`` takes any free port; a fresh database unless ``--db``) and a local stand-in model
-   (:class:`agentsight.dev.local_llm.FakeLLMServer`), and points ``AGENTSIGHT_API_ENDPOINT`` / ``AGENTSIGHT_API_KEY``
-   and ``OPENAI_BASE_URL`` at them.
-2. Serves the guide's FastAPI backend (``examples/widget_fastapi.py``) under uvicorn in a background thread;
-   its tracker instruments the ``openai`` client, so each answer's model call lands in the turn.
-3. Simulates visitors with httpx: every one loads the page (``/api/track-interaction``), some open the
-   chat (``/api/chat``) and some of those click a button (``/api/button``); visitors run concurrently.
-4. Flushes the widget's tracker, then prints what the dev server stored (one line per conversation and
-   one per tracked item), the interaction rate, button clicks, token totals and the dashboard URL.
-
-With ``--once`` it then exits; otherwise it keeps serving, printing the rate when it changes, until Ctrl-C.
+   ``--port 0`` takes any free port) on a database in a temporary directory (removed on exit, also on Ctrl-C
+   and SIGTERM; ``--db`` keeps one where you say), and a local stand-in model
+   (:class:`agentsight.dev.local_llm.FakeLLMServer`) answering with replies that fit the question.
+2. Replays the week of :mod:`demo_week` through the real SDK: a :class:`~agentsight.ConversationTracker` and the
+   instrumented ``openai`` client, delivering on the default wire (``POST /api/ingest/``). Each visit loads a
+   page (``initialize_conversation`` with ``page_url`` metadata, device, language, customer id and a public IP
+   of its country); most then chat: questions, model calls (some with a tool call first), answers, buttons,
+   escalations (``open_ticket``, ``fallback_to_human``). The SDK has no way to back-date what it tracks, so
+   the demo shifts the clock OpenTelemetry stamps spans and events with (:class:`SimulatedClock`): the
+   timestamps spread over the past seven days, with realistic response times; your app never does this.
+3. Prints a summary from ``GET /api/stats/`` (conversations, messages, tokens, cost) and what the integration
+   check (``GET /api/stats/integration/``) says stays empty. With ``--once`` it then stops everything and
+   exits; otherwise it prints the dashboard URL and serves until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
+import contextvars
 import os
-import socket
+import random
+import signal
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
+import openai
+import opentelemetry.sdk.trace as otel_sdk_trace
 
-from agentsight.dev import DevServer
-from agentsight.dev.local_llm import FakeLLMServer
-from agentsight.dev.store import ConversationFilter
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agentsight import ConversationTracker  # noqa: E402
+from agentsight.dev import DevServer  # noqa: E402
+from agentsight.dev.local_llm import FakeLLMServer  # noqa: E402
+from demo_week import Topic, Visit, plan_week, reply_for  # noqa: E402
 
 LOCAL_API_KEY = "ags_" + "0" * 32 + "_" + "0" * 6
-USER_AGENTS = {
-    "desktop": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
-    "mobile": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile/15E148",
-    "tablet": "Mozilla/5.0 (Linux; Android 14; Tablet) Chrome/126.0",
-}
+MODEL = "gpt-4o-mini"
 
 
-@dataclass(frozen=True)
-class Visitor:
-    """One simulated page visit: who, on what device, and how far they go with the chat widget."""
+class SimulatedClock:
+    """OpenTelemetry's span and event clock, shifted into the past for the calling context only.
 
-    conversation_id: str
-    customer_id: str
-    device: str
-    page_url: str
-    message: str | None = None
-    """What they ask in the chat, or ``None`` when they never open it."""
-    button: tuple[str, str] | None = None
-    """The ``(label, value)`` of the button they click after chatting, if any."""
+    :meth:`at` makes "now" a given moment for the block, :meth:`advance` moves it on; other threads (the SDK's
+    delivery) and code outside the block keep real time.
+    """
+
+    def __init__(self) -> None:
+        self._shift_ns: contextvars.ContextVar[int] = contextvars.ContextVar("demo_clock_shift_ns", default=0)
+        self._real: Callable[[], int] = time.time_ns
+
+    def install(self) -> None:
+        """Make the OpenTelemetry SDK read this clock (it stamps spans and events with its module's ``time_ns``)."""
+        self._real = otel_sdk_trace.time_ns
+        shift = self._shift_ns
+        real = self._real
+        otel_sdk_trace.time_ns = lambda: real() - shift.get()  # type: ignore[attr-defined]
+
+    def uninstall(self) -> None:
+        """Give the SDK its own clock back."""
+        otel_sdk_trace.time_ns = self._real  # type: ignore[attr-defined]
+
+    def now(self) -> datetime:
+        """The simulated time of the calling context."""
+        return datetime.fromtimestamp((self._real() - self._shift_ns.get()) / 1e9, timezone.utc)
+
+    @contextmanager
+    def at(self, moment: datetime) -> Iterator[None]:
+        """Within the block, the clock starts at ``moment``."""
+        token = self._shift_ns.set(self._real() - int(moment.timestamp() * 1e9))
+        try:
+            yield
+        finally:
+            self._shift_ns.reset(token)
+
+    def advance(self, seconds: float) -> None:
+        """Move the calling context's clock ``seconds`` on."""
+        self._shift_ns.set(self._shift_ns.get() - int(seconds * 1e9))
 
 
-VISITORS = [
-    Visitor("conv_demo_01", "user-01", "desktop", "https://shop.example/pricing", "Hello, I need help",
-            ("Create ticket", "create-ticket")),
-    Visitor("conv_demo_02", "user-02", "mobile", "https://shop.example/"),
-    Visitor("conv_demo_03", "user-03", "desktop", "https://shop.example/orders", "Where is my order?"),
-    Visitor("conv_demo_04", "user-04", "tablet", "https://shop.example/"),
-    Visitor("conv_demo_05", "user-05", "mobile", "https://shop.example/returns", "How do I return an item?",
-            ("Copy conversation", "copy-conversation")),
-    Visitor("conv_demo_06", "user-06", "desktop", "https://shop.example/pricing", "Do you offer discounts?"),
-    Visitor("conv_demo_07", "user-07", "desktop", "https://shop.example/"),
-    Visitor("conv_demo_08", "user-08", "mobile", "https://shop.example/account", "I cannot log in",
-            ("Create ticket", "create-ticket")),
-    Visitor("conv_demo_09", "user-09", "tablet", "https://shop.example/pricing"),
-    Visitor("conv_demo_10", "user-10", "desktop", "https://shop.example/faq", "Can I talk to a person?"),
-]
+class ShopAssistant:
+    """The app being tracked: a support agent answering through an OpenAI model, with two tools."""
+
+    def __init__(self, tracker: ConversationTracker, llm: openai.OpenAI, clock: SimulatedClock, seed: int) -> None:
+        self.tracker, self.llm, self.clock = tracker, llm, clock
+        self.rng = random.Random(seed)
+
+    def visit(self, visit: Visit) -> None:
+        """One visitor: the page load, then their chat, one turn per topic."""
+        with self.clock.at(visit.started):
+            self.tracker.initialize_conversation(**visit.fields(), metadata=visit.metadata())
+            self.clock.advance(self.rng.uniform(10, 90))  # reading the page before opening the chat
+            for topic in visit.topics:
+                self.turn(visit, topic)
+                self.clock.advance(self.rng.uniform(20, 180))
+
+    def turn(self, visit: Visit, topic: Topic) -> None:
+        """One question, the model's work and answer, and what the visitor clicks."""
+        tracker = self.tracker
+        tracker.get_or_create_conversation(**visit.fields(), metadata=visit.metadata())
+        tracker.track_question(topic.question)
+        messages: list[Any] = [{"role": "system", "content": "You are the shop's support assistant."},
+                               {"role": "user", "content": topic.question}]
+        self.clock.advance(self.rng.uniform(0.4, 1.5))
+        if topic.tool is not None:
+            messages += self.call_tool(visit, topic.tool, messages)
+        reply = self.llm.chat.completions.create(model=MODEL, messages=messages, user=visit.conversation_id)
+        self.clock.advance(self.rng.uniform(0.8, 3.5))
+        tracker.track_answer(reply.choices[0].message.content or "")
+        if topic.escalation is not None:
+            tracker.track_action(topic.escalation, response="handed over to the support team",
+                                 metadata={"reason": topic.question})
+        if topic.button is not None:
+            self.clock.advance(self.rng.uniform(3, 25))
+            event, label, value = topic.button
+            tracker.track_button(button_event=event, label=label, value=value)
+        tracker.send_tracked_data()
+
+    def call_tool(self, visit: Visit, tool: str, messages: list[Any]) -> list[Any]:
+        """The model asks for ``tool``; run it (tracked as an action) and return the messages that carry it back."""
+        spec = {"type": "function", "function": {"name": tool, "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+        asked = self.llm.chat.completions.create(model=MODEL, messages=messages, tools=[spec],
+                                                 user=visit.conversation_id)
+        call = asked.choices[0].message.tool_calls[0]  # type: ignore[index]
+        started = self.clock.now()
+        duration = self.rng.uniform(0.05, 0.6)
+        self.clock.advance(duration)
+        result = "2-3 working days" if tool == "delivery_estimate" else "12 Rue de Rivoli, 10:00-19:00"
+        self.tracker.track_action(tool, started_at=started, ended_at=started + timedelta(seconds=duration),
+                                  duration_ms=round(duration * 1000), tools_used={"arguments": call.function.arguments},
+                                  response=result)
+        return [asked.choices[0].message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": call.id, "content": result}]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options: ``--port`` (agentsight dev, 0 = any free port), ``--db``, ``--app-port``, ``--once``."""
-    parser = argparse.ArgumentParser(description="The Track Interaction widget flow against agentsight dev")
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description="A simulated week of a support chat, tracked into agentsight dev")
     parser.add_argument("--port", type=int, default=8321, help="port of agentsight dev (0: any free port)")
-    parser.add_argument("--db", default=None, help="SQLite file of agentsight dev (default: a fresh one)")
-    parser.add_argument("--app-port", type=int, default=0, help="port of the widget backend (default: any free port)")
-    parser.add_argument("--once", action="store_true", help="exit after printing instead of serving until Ctrl-C")
+    parser.add_argument("--db", default=None, help="keep agentsight dev's SQLite file here (default: a temporary "
+                                                   "one, removed on exit)")
+    parser.add_argument("--visitors", type=int, default=60, help="visitors over the week (default: %(default)s)")
+    parser.add_argument("--once", action="store_true", help="print the summary and exit instead of serving")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the tracked data")
     return parser.parse_args(argv)
 
 
-def start_app(port: int) -> tuple[uvicorn.Server, threading.Thread, str]:
-    """Serve the widget backend on 127.0.0.1 in a daemon thread; returns the server, its thread and base URL.
-
-    Imports ``widget_fastapi`` here, so its module-level tracker sees the environment set by :func:`main`.
-    """
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from widget_fastapi import app
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="widget-app", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the widget app did not start")
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
+def get(server: DevServer, path: str) -> dict[str, Any] | None:
+    """``GET path`` on agentsight dev with the local key; ``None`` when it does not serve that path."""
+    answer = httpx.get(server.url + path, headers={"Authorization": f"Api-Key {LOCAL_API_KEY}"}, timeout=30.0)
+    return answer.json() if answer.status_code == 200 else None
 
 
-async def visit(client: httpx.AsyncClient, visitor: Visitor) -> None:
-    """What the guide's frontend does for one visitor: page load, then maybe chat, then maybe a button."""
-    headers = {"user-agent": USER_AGENTS[visitor.device]}
-    page_load = {"conversation_id": visitor.conversation_id, "customer_id": visitor.customer_id,
-                 "page_url": visitor.page_url}
-    (await client.post("/api/track-interaction", json=page_load, headers=headers)).raise_for_status()
-    if visitor.message is None:
+def print_summary(server: DevServer, visits: list[Visit]) -> None:
+    """What arrived, from ``GET /api/stats/`` (production) and the integration check."""
+    stats = get(server, "/api/stats/?environment=production") or {}
+    totals, interaction, cost = stats.get("totals", {}), stats.get("interaction", {}), stats.get("token_cost", {})
+    engaged = sum(1 for visit in visits if visit.topics and visit.environment == "production")
+    print(f"Simulated {len(visits)} visits over 7 days ({engaged} chats in production, "
+          f"{sum(v.environment == 'development' for v in visits)} in development)", flush=True)
+    print(f"Conversations: {totals.get('conversations', '?')} (production), "
+          f"messages: {totals.get('messages', '?')}, individual users: {totals.get('individual_users', '?')}",
+          flush=True)
+    if interaction.get("rate") is not None:
+        print(f"Interaction rate: {interaction['rate']:.0f}% ({interaction.get('engaged')} of "
+              f"{interaction.get('initialized')} visits engaged)", flush=True)
+    models = cost.get("models", [])
+    tokens = sum(model.get("input_tokens", 0) + model.get("output_tokens", 0) for model in models)
+    print(f"Tokens: {tokens} in {sum(model.get('calls', 0) for model in models)} model calls; cost: "
+          f"${cost.get('total_cost_usd', 0):.4f}"
+          + (f" (unpriced: {', '.join(cost['unpriced_models'])})" if cost.get("unpriced_models") else ""),
+          flush=True)
+    check = get(server, "/api/stats/integration/?environment=production")
+    if check is None:
+        print("Integration check: not served by this agentsight dev", flush=True)
         return
-    chat = {"conversation_id": visitor.conversation_id, "customer_id": visitor.customer_id,
-            "message": visitor.message}
-    (await client.post("/api/chat", json=chat, headers=headers)).raise_for_status()
-    if visitor.button is None:
-        return
-    label, value = visitor.button
-    click = {"conversation_id": visitor.conversation_id, "customer_id": visitor.customer_id,
-             "button_event": "contact_human_agent", "label": label, "value": value}
-    (await client.post("/api/button", json=click, headers=headers)).raise_for_status()
+    items = check.get("checks", check.get("metrics", []))
+    empty = [item for item in items if isinstance(item, dict) and not item.get("receiving", True)]
+    print(f"Integration check: {len(items) - len(empty)} of {len(items)} metrics receive data", flush=True)
+    for item in empty:
+        print(f"  empty: {item.get('metric')}: {item.get('hint')}", flush=True)
 
 
-async def simulate(app_url: str, visitors: list[Visitor]) -> None:
-    """Run all visitors concurrently against the widget backend."""
-    async with httpx.AsyncClient(base_url=app_url, timeout=10.0) as client:
-        await asyncio.gather(*(visit(client, visitor) for visitor in visitors))
-
-
-def stored(server: DevServer) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The dev server's stats and every conversation with its timeline, oldest first."""
-    store = server.store
-    assert store is not None
-    _, listed = store.list_conversations(ConversationFilter(), offset=0, limit=100)
-    details = [store.get_conversation(conversation["id"]) for conversation in reversed(listed)]
-    return store.stats(), [detail for detail in details if detail is not None]
-
-
-def describe(item: dict[str, Any]) -> str:
-    """One tracked item as a short line."""
-    kind = item["kind"]
-    if kind == "message":
-        return f"{item['sender']:8} {json.dumps(item['content'], ensure_ascii=False)}"
-    if kind == "button":
-        return f"button   {item['button_event']}: {item['label']} ({item['value']})"
-    if kind == "action":
-        extra = json.dumps(item["metadata"], separators=(",", ":")) if item["action_name"] == "token_usage" else (
-            f"{item.get('duration_ms')} ms")
-        return f"action   {item['action_name']} {extra}"
-    return f"{kind:8} {json.dumps(item.get('files', []))}"
-
-
-def print_stored(server: DevServer) -> dict[str, Any]:
-    """Print the conversations and their timelines as stored; returns the stats."""
-    stats, conversations = stored(server)
-    print("Stored by agentsight dev:", flush=True)
-    for conversation in conversations:
-        state = "used" if conversation["is_used"] else "initialized only"
-        print(f"{conversation['conversation_id']} [{state}, {conversation['device']}]", flush=True)
-        for item in conversation["timeline"]:
-            print(f"    {describe(item)}", flush=True)
-    return stats
-
-
-def print_rate(stats: dict[str, Any]) -> None:
-    """Print the interaction rate, button clicks and token totals."""
-    print(f"Interaction rate: {stats['used']} used / {stats['initialized']} initialized conversations = "
-          f"{stats['interaction_rate']:.0f}% ({stats['abandoned']} abandoned)", flush=True)
-    for event, labels in stats["buttons"].items():
-        clicks = ", ".join(f"{label} x{count}" for label, count in labels.items())
-        print(f"Buttons {event}: {clicks}", flush=True)
-    tokens = stats["tokens"]
-    print(f"Tokens: prompt {tokens['prompt_tokens']}, completion {tokens['completion_tokens']}, "
-          f"total {tokens['total_tokens']}", flush=True)
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM stops the demo like Ctrl-C: through ``finally``, so the temporary database is removed."""
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the demo; returns the process exit code (1 when the tracked data did not all arrive)."""
+    """Run the demo; returns the exit code (1 when the tracked data did not all arrive, 2 for a busy port)."""
     args = parse_args(argv)
-    db = Path(args.db) if args.db else Path(tempfile.mkdtemp(prefix="agentsight-demo-")) / "agentsight-dev.db"
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    with tempfile.TemporaryDirectory(prefix="agentsight-demo-") as scratch:
+        db = Path(args.db) if args.db else Path(scratch) / "agentsight-dev.db"
+        try:
+            return run(args, db, scratch)
+        except KeyboardInterrupt:
+            print("Stopped", flush=True)
+            return 0
+
+
+def run(args: argparse.Namespace, db: Path, scratch: str) -> int:
+    """Start the servers, replay the week, report; stops what it started on the way out."""
     server = DevServer("127.0.0.1", args.port, db)
     try:
         server.start()
@@ -192,46 +218,40 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     model = FakeLLMServer().start()
-    os.environ.update({"AGENTSIGHT_API_ENDPOINT": server.url, "AGENTSIGHT_API_KEY": LOCAL_API_KEY,
-                       "OPENAI_BASE_URL": model.openai_base_url, "OPENAI_API_KEY": "local-stand-in"})
-    app_server, app_thread, app_url = start_app(args.app_port)
-    from widget_fastapi import tracker
-
-    print(f"agentsight dev on {server.url} (database {db}); widget backend on {app_url}; "
-          f"stand-in model on {model.url}", flush=True)
+    model.reply_for = reply_for
+    os.environ.update({"AGENTSIGHT_API_ENDPOINT": server.url, "AGENTSIGHT_API_KEY": LOCAL_API_KEY})
+    clock = SimulatedClock()
+    tracker = ConversationTracker()
     try:
-        engaged = sum(1 for v in VISITORS if v.message is not None)
-        clicked = sum(1 for v in VISITORS if v.button is not None)
-        print(f"Simulating {len(VISITORS)} page loads, {engaged} chats, {clicked} button clicks", flush=True)
-        asyncio.run(simulate(app_url, VISITORS))
+        print(f"agentsight dev on {server.url} (database {db}{', temporary' if args.db is None else ''}); "
+              f"stand-in model on {model.url}; temporary directory {scratch}", flush=True)
+        visits = plan_week(datetime.now(timezone.utc), args.visitors)
+        assistant = ShopAssistant(tracker, openai.OpenAI(base_url=model.openai_base_url, api_key="local"), clock, 13)
+        clock.install()
+        try:
+            for visit in visits:
+                assistant.visit(visit)
+        finally:
+            clock.uninstall()
         flushed = tracker.flush(timeout=args.timeout)
-        stats = print_stored(server)
-        print_rate(stats)
-        print(f"Dashboard: {server.url}/?key={LOCAL_API_KEY}", flush=True)
-        failed = [item for item in flushed["items"] if not item["success"]]
-        if not flushed["complete"] or failed:
-            print(f"Not everything was delivered within {args.timeout:.0f}s: {failed}", file=sys.stderr, flush=True)
+        print_summary(server, visits)
+        if not flushed["delivered"]:
+            print(f"Not everything was delivered within {args.timeout:.0f}s: {flushed['summary']}",
+                  file=sys.stderr, flush=True)
             return 1
         if args.once:
             return 0
-        print(f"Serving until Ctrl-C; try: curl -X POST {app_url}/api/chat -H 'content-type: application/json' "
-              """-d '{"conversation_id": "conv_demo_02", "message": "Hi"}'""", flush=True)
-        try:
-            while True:
-                time.sleep(1.0)
-                latest = stored(server)[0]
-                if latest != stats:
-                    stats = latest
-                    print_rate(stats)
-        except KeyboardInterrupt:
-            print("Stopping", flush=True)
-        return 0
+        print(f"Dashboard: {server.url}/?key={LOCAL_API_KEY}", flush=True)
+        print(f"Point your app at it: AGENTSIGHT_API_ENDPOINT={server.url} AGENTSIGHT_API_KEY={LOCAL_API_KEY}; "
+              "serving until Ctrl-C", flush=True)
+        while True:
+            time.sleep(1.0)
     finally:
-        app_server.should_exit = True
-        app_thread.join(timeout=5)
         tracker.shutdown()
         model.stop()
         server.stop()
+        if server.store is not None:
+            server.store.close()
 
 
 if __name__ == "__main__":

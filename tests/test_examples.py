@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from agentsight.dev import CannedResponse, DevServer
-from agentsight.dev.store import ConversationFilter, DevStore
+from agentsight.dev.store import DevStore
 from tests.conftest import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,23 +29,6 @@ EXAMPLES = ROOT / "examples"
 TIMEOUT = 60
 API_KEY = "ags_" + "0" * 32 + "_" + "0" * 6
 REQUEST_LINE = re.compile(r"^(\d{3}) (/api/\S+) (\{.*\})$")
-
-# What the demo's visitors do (examples/demo.py VISITORS): 10 page loads, 6 chats, 3 clicks.
-ALL_VISITORS = {f"conv_demo_{n:02d}" for n in range(1, 11)}
-QUESTIONS = {
-    "conv_demo_01": "Hello, I need help",
-    "conv_demo_03": "Where is my order?",
-    "conv_demo_05": "How do I return an item?",
-    "conv_demo_06": "Do you offer discounts?",
-    "conv_demo_08": "I cannot log in",
-    "conv_demo_10": "Can I talk to a person?",
-}
-CLICKS = {
-    "conv_demo_01": ("Create ticket", "create-ticket"),
-    "conv_demo_05": ("Copy conversation", "copy-conversation"),
-    "conv_demo_08": ("Create ticket", "create-ticket"),
-}
-
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without ``AGENTSIGHT_*`` variables, plus ``extra``."""
@@ -71,90 +54,105 @@ def request_lines(output: str) -> list[tuple[int, str, dict[str, Any]]]:
     return found
 
 
-def check_demo_flow(db: Path, output: str) -> None:
-    """Assert the demo's visitors produced the seed flow, stored under the right conversations, and was printed."""
-    store = DevStore(db)
-    try:
-        _, conversations = store.list_conversations(ConversationFilter(), offset=0, limit=100)
-        details = {c["conversation_id"]: store.get_conversation(c["id"]) for c in conversations}
-        stats = store.stats()
-    finally:
-        store.close()
-    assert set(details) == ALL_VISITORS
-    assert {cid for cid, detail in details.items() if detail and detail["is_used"]} == set(QUESTIONS)
-    for cid, detail in details.items():
-        assert detail is not None and detail["initialized"] is True
-        assert detail["source"] == "web" and detail["language"] == "en-US"
-        assert detail["device"] in {"desktop", "mobile", "tablet"} and detail["metadata"]["widget_loaded"] is True
-        kinds = [(item["kind"], item.get("sender") or item.get("action_name") or item.get("label"))
-                 for item in detail["timeline"]]
-        if cid not in QUESTIONS:
-            assert kinds == []
-            continue
-        assert [item["content"] for item in detail["messages"]] == [QUESTIONS[cid], "Hello from the fake model"]
-        # The ingest wire (the default) carries a model call's tokens on its own llm span: no token_usage action.
-        assert kinds[:3] == [("message", "end_user"), ("action", "chat openai/gpt-4o-mini-2024-07-18"),
-                             ("message", "agent")], kinds
-        assert ("action", "token_usage") not in kinds
-        assert [(b["label"], b["value"]) for b in detail["buttons"]] == ([CLICKS[cid]] if cid in CLICKS else [])
-    assert stats["interaction_rate"] == 60.0 and stats["abandoned"] == 4
-    assert stats["buttons"] == {"contact_human_agent": {"Create ticket": 2, "Copy conversation": 1}}
-    # Six calls of 11 prompt tokens (4 of them cached, reported apart on the ingest wire) and 7 completion tokens.
-    tokens = stats["tokens"]
-    assert (tokens["prompt_tokens"], tokens["cache_read_tokens"], tokens["completion_tokens"]) == (42, 24, 42)
-    assert tokens["total_tokens"] == 108
-    for cid in ALL_VISITORS:
-        assert re.search(rf"^{cid} \[(used|initialized only), \w+\]$", output, re.MULTILINE), cid
-    assert "Interaction rate: 6 used / 10 initialized conversations = 60% (4 abandoned)" in output
-    assert "Buttons contact_human_agent: Create ticket x2, Copy conversation x1" in output
-    assert re.search(r"^Dashboard: http://127\.0\.0\.1:\d+/\?key=ags_0+_0+$", output, re.MULTILINE)
+def demo_env(scratch: Path) -> dict[str, str]:
+    """The environment for a demo run whose temporary files go under ``scratch`` (``TMPDIR``)."""
+    scratch.mkdir(exist_ok=True)
+    return clean_env(TMPDIR=str(scratch))
 
 
-def test_demo_once_prints_what_was_stored_and_the_interaction_rate(tmp_path: Path) -> None:
-    db = tmp_path / "demo.db"
-    done = run_example("demo.py", "--once", "--port", "0", "--db", str(db), "--timeout", "20")
+def test_demo_once_prints_a_summary_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    scratch = tmp_path / "tmp"
+    done = run_example("demo.py", "--once", "--port", "0", "--timeout", "20", env=demo_env(scratch))
 
     assert done.returncode == 0, done.stderr
-    check_demo_flow(db, done.stdout)
     assert "Traceback" not in done.stderr
+    used = re.search(r"temporary directory (\S+)$", done.stdout, re.MULTILINE)
+    assert used is not None and Path(used[1]).parent == scratch, done.stdout
+    assert list(scratch.iterdir()) == []  # the database and its directory are gone
+    assert re.search(r"^Simulated 63 visits over 7 days \(\d+ chats in production, 3 in development\)$",
+                     done.stdout, re.MULTILINE), done.stdout
+    assert re.search(r"^Conversations: 60 \(production\), messages: [1-9]\d+, individual users: [1-9]\d*$",
+                     done.stdout, re.MULTILINE), done.stdout
+    assert re.search(r"^Interaction rate: \d+% \(\d+ of 60 visits engaged\)$", done.stdout, re.MULTILINE)
+    assert re.search(r"^Tokens: [1-9]\d* in [1-9]\d* model calls; cost: \$0\.\d{4}", done.stdout, re.MULTILINE)
+    assert re.search(r"^Integration check: \d+ of \d+ metrics receive data$", done.stdout, re.MULTILINE)
+    assert "empty: conversation_feedback" in done.stdout  # what the demo app leaves empty, named
+    assert "Dashboard:" not in done.stdout and "?key=" not in done.stdout  # no URL of a server already stopped
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
-def test_demo_without_once_serves_until_ctrl_c(tmp_path: Path) -> None:
+def test_demo_spreads_a_realistic_week_through_the_sdk(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
+    done = run_example("demo.py", "--once", "--port", "0", "--db", str(db), "--timeout", "20",
+                       env=demo_env(tmp_path / "tmp"))
+    assert done.returncode == 0, done.stderr
+
+    store = DevStore(db)
+    try:
+        conversations = store.all_conversations()
+        details = [store.get_conversation(conversation["id"]) for conversation in conversations]
+    finally:
+        store.close()
+    details = [detail for detail in details if detail is not None]
+    created = sorted(datetime.fromisoformat(detail["created_at"]) for detail in details)
+    now = datetime.now(timezone.utc)
+    assert len(details) == 63
+    assert now - timedelta(days=8) < created[0] and created[-1] < now and created[-1] - created[0] > timedelta(days=5)
+    assert len({moment.date() for moment in created}) >= 6
+    production = [detail for detail in details if detail["environment"] == "production"]
+    assert len(production) == 60
+    assert {detail["device"] for detail in production} == {"desktop", "mobile", "tablet"}
+    assert len({detail["language"] for detail in production}) >= 6
+    assert len({detail["customer_ip_address"] for detail in production}) >= 6
+    assert len({detail["metadata"]["page_url"] for detail in production}) >= 5
+    assert 10 < len({detail["customer_id"] for detail in production}) < 60
+    assert any(not detail["is_used"] for detail in production) and any(detail["is_used"] for detail in production)
+    messages = [message for detail in production for message in detail["messages"]]
+    answers = {message["content"] for message in messages if message["sender"] == "agent"}
+    assert len(answers) >= 8 and "Hello from the fake model" not in answers
+    actions = {action["action_name"] for detail in production for action in detail["actions"]}
+    assert {"delivery_estimate", "find_store"} <= actions and {"open_ticket", "fallback_to_human"} & actions
+    assert any(name.startswith("chat openai/gpt-4o-mini") for name in actions)
+    assert any(detail["buttons"] for detail in production)
+    # Response times are seconds, not the microseconds between two calls: each answer after its question.
+    for detail in production:
+        timeline = [item for item in detail["timeline"] if item["kind"] == "message"]
+        for question, answer in zip(timeline[::2], timeline[1::2], strict=True):
+            gap = datetime.fromisoformat(answer["timestamp"]) - datetime.fromisoformat(question["timestamp"])
+            assert (question["sender"], answer["sender"]) == ("end_user", "agent")
+            assert timedelta(seconds=1) < gap < timedelta(minutes=1), (detail["conversation_id"], gap)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals")
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_demo_without_once_serves_the_dashboard_until_stopped_and_cleans_up(tmp_path: Path, stop: int) -> None:
+    scratch = tmp_path / "tmp"
     process = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "demo.py"), "--port", "0", "--db", str(db), "--timeout", "20"],
-        cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(EXAMPLES / "demo.py"), "--port", "0", "--timeout", "20"],
+        cwd=ROOT, env=demo_env(scratch), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         assert process.stdout is not None
         head = []
         for line in process.stdout:
             head.append(line)
-            if line.startswith("Serving until Ctrl-C"):
+            if line.startswith("Point your app at it"):
                 break
-        assert head and head[-1].startswith("Serving until Ctrl-C"), "".join(head)
-        app_url = re.search(r"widget backend on (http://127\.0\.0\.1:\d+)", head[0])
-        assert app_url is not None, head[0]
-
-        reply = httpx.post(f"{app_url[1]}/api/chat", json={"conversation_id": "conv_demo_02", "message": "Hi"})
-        assert reply.json() == {"response": "Hello from the fake model"}
-        time.sleep(2.5)  # delivered in the background, and the demo polls once a second
-        process.send_signal(signal.SIGINT)
+        dashboard = re.search(r"^Dashboard: (http://127\.0\.0\.1:\d+/\?key=ags_0+_0+)$", "".join(head), re.MULTILINE)
+        assert dashboard is not None, "".join(head)
+        assert any(scratch.iterdir())  # the database, while it serves
+        page = httpx.get(dashboard[1], timeout=10.0)
+        stats = httpx.get(dashboard[1].split("?")[0] + "api/stats/", headers={"Authorization": f"Api-Key {API_KEY}"})
+        process.send_signal(stop)
         tail, errors = process.communicate(timeout=TIMEOUT)
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
 
+    assert page.status_code == 200 and stats.status_code == 200
     assert process.returncode == 0, errors
-    store = DevStore(db)
-    try:
-        assert store.stats()["used"] == 7
-    finally:
-        store.close()
-    assert "Interaction rate: 7 used / 10 initialized conversations = 70% (3 abandoned)" in tail
-    assert "Stopping" in tail
+    assert "Stopped" in tail and "Traceback" not in errors
+    assert list(scratch.iterdir()) == []
 
 
 def test_demo_reports_a_busy_port() -> None:

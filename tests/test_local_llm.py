@@ -503,3 +503,19 @@ def test_anthropic_async_disconnect_mid_stream(server: FakeLLMServer) -> None:
 
     with pytest.raises((anthropic.APIConnectionError, httpx2.TransportError)):
         asyncio.run(run())
+
+
+def test_reply_for_picks_each_chat_reply_and_reset_restores_the_default(server: FakeLLMServer) -> None:
+    import openai
+
+    server.reply_for = lambda body: f"echo: {body['messages'][-1]['content']}"
+    with openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test", max_retries=0) as client:
+        plain = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "a"}])
+        streamed = client.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                                  messages=[{"role": "user", "content": "b"}])
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices)
+        server.reset()
+        default = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "c"}])
+
+    assert (plain.choices[0].message.content, text) == ("echo: a", "echo: b")
+    assert default.choices[0].message.content == REPLY_TEXT

@@ -206,10 +206,14 @@ class FakeLLMServer:
     """How many content deltas (text, or tool-call argument pieces) a streamed reply has."""
     reply_text: str = REPLY_TEXT
     """The assistant's reply text."""
+    reply_for: Callable[[dict[str, Any]], str] | None = None
+    """When set, OpenAI chat completions answer ``reply_for(request_body)`` instead of :attr:`reply_text`
+    (``make demo`` picks a reply fitting the question among several)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.stream_chunks = type(self).stream_chunks
         self.reply_text = type(self).reply_text
+        self.reply_for = type(self).reply_for
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._failures: deque[_Failure] = deque()
@@ -333,6 +337,7 @@ class FakeLLMServer:
             self._disconnects.clear()
         self.stream_chunks = type(self).stream_chunks
         self.reply_text = type(self).reply_text
+        self.reply_for = type(self).reply_for
 
     def requests_to(self, path: str) -> list[RecordedRequest]:
         """The recorded requests to ``path`` (e.g. ``/v1/messages``), in arrival order."""
@@ -413,6 +418,7 @@ class FakeLLMServer:
         finish_reason = "tool_calls" if tool_name else "stop"
         x_groq: dict[str, Any] = {"id": f"req_fake_{number}"}
         count = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 1 else 1
+        text = self.reply_text if self.reply_for is None else self.reply_for(body)
         if not body.get("stream"):
             choices = []
             for index in range(count):
@@ -421,7 +427,7 @@ class FakeLLMServer:
                     function = {"name": tool_name, "arguments": TOOL_ARGUMENTS}
                     message["tool_calls"] = [{"id": call_id, "type": "function", "function": function}]
                 else:
-                    message["content"] = self.reply_text
+                    message["content"] = text
                 choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason})
             reply = {"id": completion_id, "object": "chat.completion", **common, "choices": choices, "usage": usage}
             return {**reply, "x_groq": x_groq} if groq else reply
@@ -449,7 +455,7 @@ class FakeLLMServer:
         else:
             opening_delta = {"role": "assistant", "content": "", "refusal": None}
             frames.extend(("pre", chunk(index, opening_delta)) for index in choices)
-            for piece in split_reply(self.reply_text, self.stream_chunks):
+            for piece in split_reply(text, self.stream_chunks):
                 frames.extend(("delta", chunk(index, {"content": piece})) for index in choices)
         last_extra = {"x_groq": {**x_groq, "usage": dict(CHAT_USAGE)}} if groq else {}
         frames.extend(("post", chunk(index, {}, finish_reason, **last_extra)) for index in choices)
