@@ -135,8 +135,9 @@ def _run_dev(args: argparse.Namespace) -> int:
     try:  # only this command needs the dev extra
         from agentsight.dev.server import DevServer
     except ImportError as error:
-        print(f"agentsight dev: needs FastAPI and uvicorn ({error}); install them with "
-              "pip install 'agentsight-otel[dev]'", file=sys.stderr)
+        print(f"agentsight dev: needs FastAPI and uvicorn ({error}); install the dev extra with the package, "
+              "pip install '/path/to/agentsight-otel[dev]' (a checkout, or the wheel), or pip install fastapi uvicorn",
+              file=sys.stderr)
         return EXIT_USAGE
     db = None if args.memory else args.db
     server = DevServer(args.host, args.port, db)
