@@ -1,4 +1,4 @@
-"""Delivery problems never raise into user code, are retried as WIRE.md allows, and are counted."""
+"""Delivery problems never raise into user code, are retried as docs/wire.md allows, and are counted."""
 
 from __future__ import annotations
 

@@ -162,7 +162,7 @@ def test_dev_refuses_a_pk_of_another_conversation_as_drf_does(api: DevServer) ->
 
 
 def test_dev_checks_only_existence_without_a_conversation_id(api: DevServer) -> None:
-    """Multipart attachments carry no ``conversation_id`` (WIRE.md): the pk only has to exist."""
+    """Multipart attachments carry no ``conversation_id`` (docs/wire.md): the pk only has to exist."""
     pk = _post(api, "/api/conversations/", {"conversation_id": "files"}).json()["id"]
     headers = {"Authorization": f"Api-Key {API_KEY}"}
     fields = {"conversation": str(pk), "sender": "end_user", "mode": "form_data", "metadata": json.dumps({})}

@@ -1,4 +1,4 @@
-"""Every tracking method's payload against WIRE.md, over HTTP to the local API."""
+"""Every tracking method's payload against docs/wire.md, over HTTP to the local API."""
 
 from __future__ import annotations
 

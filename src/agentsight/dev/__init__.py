@@ -1,6 +1,6 @@
 """``agentsight dev``: a local AgentSight-compatible API with a dashboard (the ``dev`` extra: FastAPI, uvicorn).
 
-:class:`DevServer` (:mod:`agentsight.dev.server`) serves the WIRE.md API, REST payloads and
+:class:`DevServer` (:mod:`agentsight.dev.server`) serves the docs/wire.md API, REST payloads and
 ``POST /api/ingest/`` alike, over a :class:`DevStore` (SQLite, in memory or in a file) and answers reads
 and analytics for the dashboard. The names are imported on first use, so ``agentsight.dev.local_llm``
 (standard library only) works without the extra.

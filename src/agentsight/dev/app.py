@@ -1,6 +1,6 @@
 """The ``agentsight dev`` API as a FastAPI application over a :class:`~agentsight.dev.store.DevStore`.
 
-Ingestion paths, bodies and answers are those of the AgentSight API (WIRE.md: the 0.0.x REST payloads and
+Ingestion paths, bodies and answers are those of the AgentSight API (docs/wire.md: the 0.0.x REST payloads and
 the 0.1.x ``POST /api/ingest/``); reads, stats, ``GET /api/me/`` and the conversation lookup serve the
 dashboard and the SDKs. Every ``/api/`` request needs ``Authorization: Api-Key <key>`` with a well-formed
 key (401; 403 on ``/api/ingest/``, as upstream). Every error body has Django REST framework's shape, and an
@@ -107,7 +107,7 @@ def create_app(store: DevStore, *, role: str = "write", capabilities: Sequence[s
 
     @app.post(PATHS["conversation"], status_code=201, openapi_extra=_rest_body(PATHS["conversation"]))
     async def post_conversation(request: Request) -> JSONResponse:
-        """Get-or-create a conversation by ``conversation_id`` (WIRE.md); answers it with its server ``id``."""
+        """Get-or-create a conversation by ``conversation_id`` (docs/wire.md); answers it with its server ``id``."""
         body, _ = await _decoded(request)
         clean = rest.validated(PATHS["conversation"], body)
         return JSONResponse(store.upsert_conversation(clean), 201)
@@ -126,7 +126,7 @@ def create_app(store: DevStore, *, role: str = "write", capabilities: Sequence[s
 
     for path, kind in rest.ITEM_KINDS.items():
         app.add_api_route(path, post_item, methods=["POST"], status_code=201, openapi_extra=_rest_body(path),
-                          name=f"post_{kind}", summary=f"Post a {kind} item (WIRE.md)")
+                          name=f"post_{kind}", summary=f"Post a {kind} item (docs/wire.md)")
 
     @app.post(INGEST_PATH, response_model=IngestAnswer, openapi_extra=_INGEST_BODY)
     async def post_ingest(request: Request) -> IngestAnswer:

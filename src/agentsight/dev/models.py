@@ -1,4 +1,4 @@
-"""Pydantic models of ``agentsight dev``: the ingest document (WIRE.md, upstream 0.1.x) and the JSON answers.
+"""Pydantic models of ``agentsight dev``: the ingest document (docs/wire.md, upstream 0.1.x) and the JSON answers.
 
 Unknown fields are ignored (a newer SDK may send more); a block that fails validation is reported with
 its errors in Django REST framework's shape (``{"field.path": ["message"]}``) by :func:`drf_errors`.

@@ -1,4 +1,4 @@
-"""The WIRE.md REST payloads as ``agentsight dev`` reads them: body decoding and DRF-style validation.
+"""The docs/wire.md REST payloads as ``agentsight dev`` reads them: body decoding and DRF-style validation.
 
 Each check answers what the AgentSight API answers (Django REST framework shapes: ``{"field": ["msg"]}``
 or ``{"detail": "msg"}``), raised as :class:`ApiError`.

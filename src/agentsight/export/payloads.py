@@ -1,4 +1,4 @@
-"""Wire objects: what the translator produces and the delivery client sends (WIRE.md)."""
+"""Wire objects: what the translator produces and the delivery client sends (docs/wire.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pure translation of finished conversation spans into ordered AgentSight payloads (WIRE.md).
+"""Pure translation of finished conversation spans into ordered AgentSight payloads (docs/wire.md).
 
 Takes anything shaped like an OTel ``ReadableSpan`` (name, attributes, events, start and end
 times) so the in-process exporter and the OTLP bridge share it. No I/O, no global state.
