@@ -271,3 +271,30 @@ def test_quickstart_0_1_without_a_key_runs_as_if_the_sdk_were_absent() -> None:
     done = run_example("quickstart_0_1.py", env=clean_env())
     assert done.returncode == 0, done.stderr
     assert "AgentSight disabled: no API key" in done.stderr
+
+
+def test_support_workflow_against_agentsight_dev(tmp_path: Path) -> None:
+    """examples/support_workflow.py seeds a running ``agentsight dev``, then reviews it: the conversation with
+    negative feedback is marked, has a ticket with a comment, and its spans are exported."""
+    from agentsight.api import AgentSight
+
+    with DevServer() as server:
+        result = run_example("support_workflow.py", "--endpoint", server.url, "--seed", "--out", str(tmp_path))
+        assert result.returncode == 0, result.stderr
+        assert "negative feedback this week: 1 conversation(s): support-102" in result.stdout
+        assert "  end_user: I was charged twice!" in result.stdout
+        with AgentSight(API_KEY, endpoint=server.url) as ags:
+            assert [c["conversation_id"] for c in ags.conversations.list(is_marked=True)] == ["support-102"]
+            [ticket] = ags.tickets.list(conversation_id="support-102")
+            assert ticket["priority"] == "high" and [c["body"] for c in ticket["comments"]] == [
+                "Customer said: Not helpful at all. Reviewing."]
+            exported = json.loads((tmp_path / "support-102.spans.json").read_text())
+            assert exported == list(ags.spans.list(conversation_id="support-102")) and exported
+
+
+def test_support_workflow_starts_its_own_dev_server(tmp_path: Path) -> None:
+    result = run_example("support_workflow.py", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("started agentsight dev at http://127.0.0.1:")
+    assert "ticket 1 opened: Negative feedback on support-102" in result.stdout
+    assert (tmp_path / "support-102.spans.json").exists()
