@@ -5,15 +5,19 @@ from __future__ import annotations
 import html
 import json
 import os
+import random
 import re
 import shutil
 import sqlite3
+import string
 import struct
 import subprocess
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -21,6 +25,7 @@ import pytest
 
 from agentsight import ConversationTracker
 from agentsight.dev import DevServer, DevStore
+from tests.chromium_cdp import Chromium
 from tests.conftest import API_KEY, QUICK_RETRIES
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -108,7 +113,8 @@ def _text(dom: str, element_id: str) -> str:
 
 
 def test_overview_shows_analytics_and_conversations(dashboard: Dashboard) -> None:
-    dom = dashboard.dom()
+    assert _text(dashboard.dom(), "interaction-rate") == "—", "analytics count production by default: none here"
+    dom = dashboard.dom(environment="development")
 
     assert _text(dom, "interaction-rate") == "60%"
     assert _text(dom, "stat-initialized") == "5"
@@ -152,7 +158,8 @@ def test_screenshot(dashboard: Dashboard) -> None:
     shot = ARTIFACTS / "dashboard.png"
     shot.unlink(missing_ok=True)
 
-    dashboard.run(dashboard.url(conversation=USED[0]), f"--screenshot={shot}", "--window-size=1280,900")
+    dashboard.run(dashboard.url(conversation=USED[0], environment="development"), f"--screenshot={shot}",
+                  "--window-size=1280,900")
 
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -211,3 +218,222 @@ def test_odd_stored_data_never_breaks_the_page(tmp_path: Path) -> None:
                 "timeline"])
             assert f"{expected} timeline items" in dom and re.search(r'<ol id="timeline"', dom), selected
         assert "stored long ago" in page.dom(conversation="old")
+
+
+# Charts, breakdowns, integration check and robust rendering, driven through the DevTools pipe -------------
+
+VISITORS = [  # conversation id, device, language, source, ip, page, plan, engaged
+    ("vis-1", "desktop", "en", "web", "8.8.8.8", "/pricing", "pro", True),
+    ("vis-2", "mobile", "en", "web", "193.0.6.139", "/pricing", "free", True),
+    ("vis-3", "mobile", "de", "app", "8.8.4.4", "/docs", "free", True),
+    ("vis-4", "tablet", "fr", "web", "10.0.0.7", "/docs", "pro", False),
+    ("vis-5", "desktop", "en", "web", None, "/", "free", False),
+]
+
+
+def _populate_charts(url: str) -> None:
+    """Production visits with every conversation field, turns with priced and unpriced model calls, a tool,
+    an escalation; no feedback (that metric stays empty, and the integration check says so)."""
+    tracker = ConversationTracker(api_key=API_KEY, endpoint=url, delivery=QUICK_RETRIES)
+    try:
+        for cid, device, language, source, ip, page, plan, _ in VISITORS:
+            tracker.initialize_conversation(cid, customer_id=f"user-{cid}", customer_ip_address=ip, device=device,
+                                            language=language, source=source,
+                                            metadata={"page_url": page, "plan": plan})
+        for number, (cid, *_rest, engaged) in enumerate(VISITORS):
+            if not engaged:
+                continue
+            tracker.get_or_create_conversation(cid)
+            tracker.track_question(f"Question {number}: where is my order?")
+            tracker.track_action("chat openai/gpt-4o-mini", duration_ms=300 + number, metadata={
+                "provider": "openai", "operation": "chat", "model": "gpt-4o-mini", "input_tokens": 1200,
+                "output_tokens": 300})
+            tracker.track_action("chat local/house-model-7", duration_ms=90, metadata={
+                "provider": "local", "operation": "chat", "model": "house-model-7", "input_tokens": 50,
+                "output_tokens": 20})
+            tracker.track_action("search_kb", duration_ms=40 + 10 * number, tools_used={"kb": 1})
+            if number == 2:
+                tracker.track_action("fallback_to_human", duration_ms=5)
+            tracker.track_answer(f"Answer {number}: it ships tomorrow.")
+            tracker.send_tracked_data()
+        result = tracker.flush(10)
+        assert result["complete"], result
+    finally:
+        tracker.shutdown()
+
+
+def _chromium(tmp_path: Path, name: str = "cdp", height: int = 900) -> Chromium:
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no Chromium/Chrome binary found (install Debian's `chromium` or set CHROMIUM)")
+    return Chromium(browser, tmp_path / name, height=height)
+
+
+def _api(server: DevServer, path: str, **params: str) -> Any:
+    answer = httpx.get(server.url + path, params=params, headers={"Authorization": f"Api-Key {API_KEY}"},
+                       timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _shot(page: Chromium, name: str, selector: str | None = None) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    data = page.screenshot(ARTIFACTS / name, selector)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, f"{name} looks blank"
+
+
+@pytest.fixture(scope="module")
+def charts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    if _browser() is None:
+        pytest.skip("no Chromium/Chrome binary found (install Debian's `chromium` or set CHROMIUM)")
+    with DevServer("127.0.0.1", 0, tmp_path_factory.mktemp("charts") / "dev.db") as server:
+        _populate_charts(server.url)
+        yield server
+
+
+def test_charts_show_the_stats(charts: DevServer, tmp_path: Path) -> None:
+    stats = _api(charts, "/api/stats/")
+    url = f"{charts.url}/?{urlencode({'key': API_KEY})}"
+    with _chromium(tmp_path, height=1000) as page:
+        page.open(url)
+        text = lambda selector: page.evaluate(  # noqa: E731
+            f"document.querySelector({json.dumps(selector)}).textContent")
+        labels = lambda selector: page.evaluate(  # noqa: E731
+            f"[...document.querySelectorAll({json.dumps(selector)})].map((e) => e.dataset.label)")
+
+        assert text("#kpi-messages .value") == str(stats["totals"]["messages"]) == "6"
+        assert text("#kpi-users .value") == "5"
+        assert text("#interaction-rate") == "60%" and "3 engaged of 5 visits" in text("#interaction-counts")
+        assert text("#kpi-escalation .value") == "33.3%"  # one of three engaged conversations
+        assert page.evaluate("document.querySelectorAll('#chart-daily circle').length") == 2 * len(stats["daily"])
+        assert page.evaluate("document.querySelectorAll('#chart-hours rect').length") == 24
+        countries = sorted(c["country"] for c in stats["world_map"]["countries"])
+        assert sorted(labels("#chart-countries .bar-row")) == countries
+        assert stats["world_map"]["countries"], "public addresses are located"
+        assert sorted(labels("#chart-devices .bar-row")) == ["desktop", "mobile", "tablet"]
+        assert sorted(labels("#chart-pages .bar-row")) == ["/", "/docs", "/pricing"]
+        assert sorted(labels("#chart-segments .bar-row")) == ["free", "pro"]
+        tools = text("#table-tools")
+        assert "search_kb" in tools and "fallback_to_human" in tools
+        models = page.evaluate("[...document.querySelectorAll('#table-models tbody tr')]"
+                               ".map((r) => [r.cells[0].textContent, r.cells[7].textContent])")
+        assert dict(models)["house-model-7"] == "unpriced"
+        assert dict(models)["gpt-4o-mini"].startswith("$")
+        _shot(page, "overview.png")
+        _shot(page, "breakdowns.png", "#charts")
+
+        check = _api(charts, "/api/stats/integration/")
+        shown = page.evaluate("[...document.querySelectorAll('#integration li')].map((li) => "
+                              "[li.dataset.metric, li.dataset.receiving, li.textContent])")
+        assert [(metric, receiving) for metric, receiving, _ in shown] == [
+            (m["metric"], str(m["receiving"]).lower()) for m in check["metrics"]]
+        empty = {m["metric"]: m for m in check["metrics"] if not m["receiving"]}
+        assert empty, "the demo data leaves feedback empty"
+        for metric, _, shown_text in shown:
+            if metric in empty:
+                assert empty[metric]["fed_by"] in shown_text and (empty[metric]["hint"] or "") in shown_text
+        _shot(page, "integration.png", "#integration-panel")
+
+        page.evaluate("(() => { const s = document.getElementById('environment'); s.value = 'development';"
+                      "s.dispatchEvent(new Event('change')); })()")
+        page.wait_for("document.getElementById('kpi-messages').textContent.includes('Messages0')")
+        assert "environment=development" in page.evaluate("location.search")
+
+
+def test_no_visit_shows_a_dash_and_the_call_that_feeds_it(tmp_path: Path) -> None:
+    with DevServer("127.0.0.1", 0, None) as server, _chromium(tmp_path) as page:
+        tracker = ConversationTracker(api_key=API_KEY, endpoint=server.url, delivery=QUICK_RETRIES)
+        with tracker.conversation("no-visit"):
+            tracker.track_question("hello")
+            tracker.track_answer("hi")
+        assert tracker.flush(10)["complete"]
+        tracker.shutdown()
+        page.open(f"{server.url}/?{urlencode({'key': API_KEY})}")
+
+        assert page.evaluate("document.getElementById('interaction-rate').textContent") == "—"
+        assert page.evaluate("document.getElementById('interaction-counts').textContent") == "no visits recorded"
+        hint = page.evaluate("document.getElementById('interaction-hint').textContent")
+        assert "initialize_conversation" in hint
+        assert page.evaluate("!document.getElementById('interaction-hint').hidden")
+
+
+LONG_WORD = "".join(random.Random(13).choices(string.ascii_letters + string.digits, k=100_000))
+LONG_TEXT = ("All work and no play makes a very long answer. " * 22_000)[:1_000_000]
+
+
+def test_long_messages_are_clipped_with_show_more(tmp_path: Path) -> None:
+    with DevServer("127.0.0.1", 0, None) as server, httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Api-Key {API_KEY}"}, timeout=60) as client, \
+            _chromium(tmp_path) as page:
+        conversation = client.post("/api/conversations/", json={"conversation_id": "long", "is_used": True}).json()
+        for sender, content in (("end_user", LONG_WORD), ("agent", LONG_TEXT)):
+            answer = client.post("/api/track/", json={"conversation": conversation["id"], "sender": sender,
+                                                     "content": content})
+            assert answer.status_code == 201, answer.text
+        listed = client.get("/api/conversations/")
+        assert len(listed.content) < 4_000, "the list carries clipped previews, not the 1.1 MB transcript"
+        preview = listed.json()["results"][0]["preview"]
+        assert preview["first_question"]["length"] == 100_000 and preview["first_question"]["clipped"]
+        assert preview["last_answer"]["text"] == LONG_TEXT[:200]
+
+        page.open(f"{server.url}/?{urlencode({'key': API_KEY, 'conversation': 'long'})}")
+        page.wait_for("document.querySelectorAll('#timeline .bubble').length === 2")
+        loaded = page.evaluate("window.dashboardLoadedMs")
+        assert loaded < 10_000, f"the conversation view took {loaded:.0f} ms"
+        shown = page.evaluate("[...document.querySelectorAll('#timeline .clip-text')].map((e) => e.textContent.length)")
+        assert all(length <= 1_201 for length in shown), shown
+        toggles = page.evaluate("[...document.querySelectorAll('#timeline .show-more')].map((b) => b.textContent)")
+        assert toggles == ["Show more (98,800 more characters)", "Show more (998,800 more characters)"]
+        _shot(page, "conversation-long.png", "#conversation-detail")
+
+        for index, length in enumerate((100_000, 1_000_000)):
+            took = page.evaluate(f"""(() => {{
+                const button = document.querySelectorAll('#timeline .show-more')[{index}];
+                const started = performance.now();
+                button.click();
+                document.body.getBoundingClientRect();  // force the layout of the expanded text
+                return performance.now() - started; }})()""")
+            assert took < 5_000, f"expanding {length:,} characters took {took:.0f} ms"
+            assert page.evaluate(f"document.querySelectorAll('#timeline .clip-text')[{index}].textContent.length") \
+                == length
+        _shot(page, "conversation-long-expanded.png", "#conversation-detail")
+        page.evaluate("document.querySelectorAll('#timeline .show-more')[1].click()")
+        assert page.evaluate("document.querySelectorAll('#timeline .show-more')[1].textContent").startswith("Show more")
+
+
+def _ten_thousand(db: Path) -> None:
+    """10,000 conversations over 14 days, two messages each, written straight into the store."""
+    store = DevStore(db)
+    start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    with store.write() as writer:
+        for n in range(10_000):
+            created = (start + timedelta(minutes=2 * n)).isoformat()
+            server_id = writer.upsert_conversation(
+                {"conversation_id": f"bulk-{n:05d}", "customer_id": f"user-{n % 700}",
+                 "device": ("desktop", "mobile", "tablet")[n % 3], "language": ("en", "de", "fr", "es")[n % 4]},
+                initialized=True, used=n % 3 != 0, created=created)
+            writer.add_item("message", server_id, created, {"sender": "end_user", "content": f"Question {n}",
+                                                            "metadata": {}})
+            writer.add_item("message", server_id, created, {"sender": "agent", "content": f"Answer {n} " * 20,
+                                                            "metadata": {}})
+    store.close()
+
+
+def test_ten_thousand_conversations_load_quickly(tmp_path: Path) -> None:
+    db = tmp_path / "bulk.db"
+    _ten_thousand(db)
+    with DevServer("127.0.0.1", 0, db) as server, _chromium(tmp_path, height=1000) as page:
+        for size, bound in (("20", 20_000), ("100", 100_000)):
+            body = httpx.get(f"{server.url}/api/conversations/", params={"page_size": size},
+                             headers={"Authorization": f"Api-Key {API_KEY}"}).content
+            assert len(body) < bound, f"{len(body):,} bytes for a page of {size}"
+            assert json.loads(body)["count"] == 10_000
+
+        page.open(f"{server.url}/?{urlencode({'key': API_KEY})}")
+        loaded = page.evaluate("window.dashboardLoadedMs")
+        navigation = page.evaluate("performance.getEntriesByType('navigation')[0].toJSON()")
+        assert loaded < 2_000 + navigation["responseEnd"], f"loaded after {loaded:.0f} ms"
+        assert page.evaluate("document.getElementById('stat-conversations').textContent") == "10,000"
+        assert page.evaluate("document.querySelectorAll('#conversation-list .conv').length") == 20
+        assert page.evaluate("document.querySelectorAll('#chart-daily circle').length") == 2 * 14
+        _shot(page, "overview-10000.png")
