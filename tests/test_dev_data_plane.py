@@ -300,6 +300,14 @@ def test_errors(client: httpx.Client, api: DevServer) -> None:
                  "/api/track/999/", "/api/actions/999/"):
         assert client.get(path).json() == {"detail": "Not found."}, path
     assert client.post("/api/tickets/", json={"tags": "billing"}).json() == {"title": ["This field is required."]}
+    huge = 2**70
+    assert ok(client.get("/api/tickets/", params={"conversation": str(huge)}))["count"] == 0
+    assert ok(client.get("/api/spans/", params={"conversation": str(huge)}))["count"] == 0
+    assert client.get("/api/feedbacks/", params={"message": str(huge)}).status_code == 400
+    assert client.post("/api/tickets/", json={"title": "x", "conversation_id": huge}).status_code == 400
+    vote = {"kind": "message", "message": huge, "sentiment": "positive"}
+    assert client.post("/api/feedbacks/", json=vote).json() == {
+        "message": [f'Invalid pk "{huge}" - object does not exist.']}
     with DevServer(role="read") as reader, httpx.Client(base_url=reader.url, headers=HEADERS) as read_only:
         assert ok(read_only.get("/api/feedbacks/"))["count"] == 0
         refused = read_only.post("/api/tickets/", json={"title": "x"})

@@ -30,6 +30,7 @@ from agentsight.dev.store import DevStore, utc_iso
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_NAME = 255
+MAX_ID = 2**63 - 1
 NOT_FOUND = {"detail": "Not found."}
 FORBIDDEN = {"detail": "You do not have permission to perform this action."}
 ENVIRONMENT_ALIASES = {"production": "production", "development": "development", "prod": "production",
@@ -67,6 +68,15 @@ def flag(request: Request, name: str) -> bool | None:
     """A boolean query parameter (``None`` when absent or empty); 400 when it is not a boolean."""
     value = request.query_params.get(name)
     return None if value in (None, "") else rest.boolean(value, name)
+
+
+def row_id(value: Any) -> int:
+    """A row id from a query value or body field: ``-1`` (matching nothing) unless a positive 64-bit integer."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
+        return -1
+    return value
 
 
 def moment(request: Request, name: str) -> str | None:

@@ -23,6 +23,7 @@ from agentsight.dev.data_plane import (
     not_found,
     ordering,
     page,
+    row_id,
 )
 from agentsight.dev.rest import ApiError, field_error
 
@@ -56,10 +57,10 @@ def _feedback_filter(request: Request) -> tuple[str, list[Any]]:
             params.append(q[name])
     for name, column in (("conversation", "f.conversation"), ("message", "f.message"), ("agent", "1")):
         if q.get(name):
-            if not q[name].isdigit():
+            if row_id(q[name]) < 0:
                 raise field_error(name, "Select a valid choice. That choice is not one of the available choices.")
             clauses.append(f"{column} = ?")
-            params.append(int(q[name]))
+            params.append(row_id(q[name]))
     if q.get("sentiment"):
         clauses.append("f.sentiment = ?")
         params.append(choice(q["sentiment"], SENTIMENTS, "sentiment"))
@@ -226,7 +227,7 @@ def _ticket_filter(request: Request) -> tuple[str, list[Any]]:
     params: list[Any] = []
     if q.get("conversation"):
         clauses.append("t.conversation = ?")
-        params.append(int(q["conversation"]) if q["conversation"].isdigit() else -1)
+        params.append(row_id(q["conversation"]))
     if q.get("conversation_id"):
         clauses.append("c.conversation_id = ?")
         params.append(q["conversation_id"])
@@ -317,8 +318,7 @@ def _ticket_routes(routes: APIRouter, plane: Plane) -> None:
                 fields["conversation"] = stored["conversation"]
         conversation = body.get("conversation_id")
         if conversation is not None:
-            exists = records.read("SELECT 1 FROM conversations WHERE id = ?", [conversation]) \
-                if isinstance(conversation, int) and not isinstance(conversation, bool) else []
+            exists = records.read("SELECT 1 FROM conversations WHERE id = ?", [row_id(conversation)])
             if not exists:
                 raise field_error("conversation_id", f'Invalid pk "{conversation}" - object does not exist.')
             fields["conversation"] = conversation

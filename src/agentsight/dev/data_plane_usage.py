@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from agentsight.dev.data_plane import JsonBody, Plane, choice, flag, moment, not_found, ordering, page
+from agentsight.dev.data_plane import JsonBody, Plane, choice, flag, moment, not_found, ordering, page, row_id
 from agentsight.dev.rest import ApiError, field_error
 from agentsight.dev.store import TOKEN_KEYS, utc_iso
 
@@ -56,7 +56,7 @@ def _usage_filter(request: Request) -> tuple[str, list[Any]]:
             params.append(q[name])
     if q.get("conversation"):
         clauses.append("u.conversation = ?")
-        params.append(int(q["conversation"]) if q["conversation"].isdigit() else -1)
+        params.append(row_id(q["conversation"]))
     if q.get("cost_source") and choice(q["cost_source"], COST_SOURCES, "cost_source") != "unpriced":
         clauses.append("0")
     if flag(request, "incomplete") or q.get("turn_id"):
@@ -138,7 +138,7 @@ def _span_filter(request: Request) -> tuple[str, list[Any]]:
             params.append(q[name].lower() if name.endswith("_id") and name != "conversation_id" else q[name])
     if q.get("conversation"):
         clauses.append("s.conversation = ?")
-        params.append(int(q["conversation"]) if q["conversation"].isdigit() else -1)
+        params.append(row_id(q["conversation"]))
     for name, operator in (("started_at_after", ">="), ("started_at_before", "<=")):
         if (when := moment(request, name)) is not None:
             clauses.append(f"s.started_at {operator} ?")
