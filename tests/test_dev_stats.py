@@ -154,6 +154,7 @@ def test_date_range(api: DevServer, make_tracker: Callable[..., ConversationTrac
         api, **{"from": today.isoformat()})["totals"]
     assert get(api, to=(today - timedelta(days=1)).isoformat())["totals"]["conversations"] == 1
     assert get(api, **{"from": (today + timedelta(days=1)).isoformat()})["totals"]["conversations"] == 0
+    assert get(api, to="9999-12-31")["totals"]["conversations"] == 2, "the last date there is"
     bad = httpx.get(f"{api.url}/api/stats/", params={"from": "last week"}, headers=AUTH)
     assert (bad.status_code, list(bad.json())) == (400, ["from"])
 

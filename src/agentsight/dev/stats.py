@@ -74,7 +74,7 @@ class Scope:
         if self.date_from is not None:
             clauses.append(f"{column} >= ?")
             params.append(self.date_from.isoformat())
-        if self.date_to is not None:
+        if self.date_to is not None and self.date_to < date.max:
             clauses.append(f"{column} < ?")
             params.append((self.date_to + timedelta(days=1)).isoformat())
         return " AND ".join(clauses), params
