@@ -134,7 +134,7 @@ def compute(store: DevStore, where: Scope, breakdown: str | None = None, segment
         "sources": _counts(store, where, "c.source"),
         "escalation": {"action_names": list(ESCALATION_ACTIONS), "conversations": escalated,
                        "rate": round(100.0 * escalated / used, 1) if used else None},
-        "feedback": {"total": 0, "positive": 0, "neutral": 0, "negative": 0, "hint": FEEDBACK_HINT},
+        "feedback": _feedback(store, where),
         "interaction": interaction,
         "pages": _segments(store, where, _metadata("page_url")),
         "by_hour": _segments(store, where, "substr(c.created_at, 12, 2)"),
@@ -305,6 +305,19 @@ def _buttons(store: DevStore, where: Scope) -> dict[str, dict[str, int]]:
         "GROUP BY event, label ORDER BY event, n DESC, label", params):
         buttons.setdefault(str(row["event"]), {})[str(row["label"])] = int(row["n"])
     return buttons
+
+
+def _feedback(store: DevStore, where: Scope) -> dict[str, Any]:
+    """Feedback on the counted conversations by sentiment (the data plane's ``feedbacks`` table, when present)."""
+    counts = {"positive": 0, "neutral": 0, "negative": 0}
+    if store.read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'feedbacks'"):
+        condition, params = where.conversations()
+        for row in store.read("SELECT b.sentiment AS sentiment, COUNT(*) AS n FROM feedbacks b JOIN conversations c "
+                              f"ON c.id = b.conversation WHERE {condition} GROUP BY b.sentiment", params):
+            if row["sentiment"] in counts:
+                counts[row["sentiment"]] = int(row["n"])
+    total = sum(counts.values())
+    return {"total": total, **counts, "hint": None if total else FEEDBACK_HINT}
 
 
 def _metadata(key: str) -> str:
