@@ -49,13 +49,23 @@ def fill_wheelhouse(wheel: Path) -> None:
     package index; skips when neither can provide them."""
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, *PIP, "wheel", "--quiet", "-w", str(WHEELHOUSE), "--find-links", str(WHEELHOUSE)]
+    forget_our_wheels()
     offline = run([*command, "--no-index", f"{wheel}[dev]"], ROOT)
+    forget_our_wheels()
     if offline.returncode == 0:
         return
     online = run([*command, f"{wheel}[dev]"], ROOT)
+    forget_our_wheels()
     if online.returncode != 0:
         pytest.skip(f"the wheel's dependencies are neither in {WHEELHOUSE} nor on the package index: "
                     f"{online.stderr.strip()[-300:]}")
+
+
+def forget_our_wheels() -> None:
+    """Remove this project's wheels from :data:`WHEELHOUSE` (``pip wheel`` saves the requested one there too): a
+    copy of the same version built earlier would stand in for the new one, with its old dependencies."""
+    for stale in WHEELHOUSE.glob("agentsight_otel-*.whl"):
+        stale.unlink()
 
 
 @pytest.fixture(scope="module")
