@@ -37,9 +37,9 @@ INTERACTION_DEFINITION = (
 )
 NO_VISITS_HINT = ("No visit was recorded, so there is no rate: call initialize_conversation(conversation_id, ...) "
                   "(0.0.x) or agentsight.open_conversation(conversation_id, ...) (0.1.x) when the widget loads.")
-FEEDBACK_HINT = ("agentsight dev stores no feedback: AgentSight receives it from your UI through its API client, "
-                 "feedbacks.create_for_conversation(conversation, sentiment, comment=None), "
-                 "sentiment positive / neutral / negative.")
+FEEDBACK_HINT = ("No feedback yet: send your users' votes from your UI with agentsight.api's "
+                 "feedbacks.create_for_conversation(conversation, sentiment, comment=None) (sentiment positive / "
+                 "neutral / negative; agentsight dev stores it too), or 0.0.x's conversation_manager.submit_feedback.")
 
 _SENDER = "json_extract(i.body, '$.sender')"
 _ACTION = "json_extract(i.body, '$.action_name')"
