@@ -282,11 +282,12 @@ def agent(binary: Path, workdir: Path, gateway_port: int) -> Collector:
 
 def gateway_env(bridges: list[int], token: str, backend: str, tls: Tls, queue_dir: Path) -> dict[str, str]:
     """The environment ``gateway.yaml`` takes to balance over the bridges on ``bridges`` (TLS with the private
-    CA, bearer ``token``), send the redacted copy to ``backend`` (TLS, the same CA) and queue in ``queue_dir``."""
+    CA, bearer ``token``, 7 consumers per bridge as the file says), send the redacted copy to ``backend`` (TLS,
+    the same CA) and queue in ``queue_dir``."""
     return {"AGENTSIGHT_BRIDGE_TOKEN": token, "TRACING_BACKEND_ENDPOINT": backend,
             "AGENTSIGHT_BRIDGE_ENDPOINTS": ",".join(f"127.0.0.1:{port}" for port in bridges),
             "AGENTSIGHT_BRIDGE_CA_FILE": str(tls.ca), "TRACING_BACKEND_CA_FILE": str(tls.ca),
-            "OTELCOL_QUEUE_DIRECTORY": str(queue_dir)}
+            "OTELCOL_QUEUE_DIRECTORY": str(queue_dir), "OTELCOL_BRIDGE_CONSUMERS": str(7 * len(bridges))}
 
 
 def gateway(binary: Path, workdir: Path, grpc_port: int, bridges: list[int], token: str, backend: str,

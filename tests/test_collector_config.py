@@ -51,6 +51,7 @@ OPTIONAL_ENV = {
     "OTELCOL_METRICS_HOST": "127.0.0.1",
     "OTELCOL_METRICS_PORT": "18888",
     "OTELCOL_QUEUE_DIRECTORY": "/tmp/agentsight-queue",
+    "OTELCOL_BRIDGE_CONSUMERS": "14",
     "AGENTSIGHT_BRIDGE_ENDPOINTS": "bridge-a:4317,bridge-b:4317",
     "AGENTSIGHT_BRIDGE_CA_FILE": "",
     "TRACING_BACKEND_CA_FILE": "",
@@ -401,7 +402,9 @@ def listening(config: dict[str, Any]) -> dict[str, Any]:
     if "file_storage/agentsight" in config["extensions"]:
         storage = config["extensions"]["file_storage/agentsight"]
         found["queue"] = (storage["directory"], storage["compaction"]["directory"])
-        found["bridges"] = config["exporters"]["load_balancing/agentsight"]["resolver"]["static"]["hostnames"]
+        balancer = config["exporters"]["load_balancing/agentsight"]
+        found["bridges"] = balancer["resolver"]["static"]["hostnames"]
+        found["consumers"] = balancer["sending_queue"]["num_consumers"]
     return found
 
 
@@ -416,7 +419,7 @@ def test_the_defaults_are_the_documented_deployment_values(otelcol: Path) -> Non
     assert listening(resolved(otelcol, CONFIG_DIR / "gateway.yaml", env)) == {
         "grpc": "0.0.0.0:4317", "http": "0.0.0.0:4318", "health": "0.0.0.0:13133", "metrics": ("0.0.0.0", 8888),
         "queue": (queue, queue),
-        "bridges": [f"agentsight-bridge-{index}.agentsight-bridge:4317" for index in range(3)]}
+        "bridges": [f"agentsight-bridge-{index}.agentsight-bridge:4317" for index in range(3)], "consumers": 21}
 
 
 @pytest.mark.collector
@@ -430,7 +433,7 @@ def test_the_environment_sets_what_the_files_say(otelcol: Path, bridges: str) ->
     assert listening(resolved(otelcol, CONFIG_DIR / "agent.yaml", env)) == expected
     assert listening(resolved(otelcol, CONFIG_DIR / "gateway.yaml", env)) == {
         **expected, "queue": ("/tmp/agentsight-queue", "/tmp/agentsight-queue"),
-        "bridges": ["bridge-a:4317", "bridge-b:4317"]}
+        "bridges": ["bridge-a:4317", "bridge-b:4317"], "consumers": 14}
 
 
 @pytest.mark.collector
@@ -523,6 +526,23 @@ def test_bridge_pipeline_load_balances_by_trace_id() -> None:
         assert settings["routing_key"] == "traceID"
         resolver = settings["resolver"]
         assert resolver.get("static", {}).get("hostnames") or resolver.get("dns", {}).get("hostname")
+
+
+BRIDGE_ROOM_TURNS = 2_000
+"""Turns a bridge takes at once by default: its delivery queue (10,000 payloads) of turns of 5 payloads."""
+
+
+def test_the_gateway_never_sends_a_bridge_more_than_its_room() -> None:
+    # Each consumer's batch is split over the bridges by trace and held there (grace and delivery): with the
+    # default consumers over the default bridges, a bridge has at most its room in flight. Beyond it the
+    # bridge answers UNAVAILABLE and the batch waits 5 s (the benchmark's collapse at 5,000 turns/s).
+    config = gateway()
+    batch = section(config, "processors")["batch/agentsight"]["send_batch_max_size"]
+    balancer = section(config, "exporters")["load_balancing/agentsight"]
+    consumers = int(defaulted(str(balancer["sending_queue"]["num_consumers"])))
+    bridges = len(defaulted(balancer["resolver"]["static"]["hostnames"]).split(","))
+    assert consumers * batch / bridges <= BRIDGE_ROOM_TURNS
+    assert consumers * batch >= BRIDGE_ROOM_TURNS, "and no fewer than one bridge's room: it would idle"
 
 
 def test_every_bridge_exporter_has_a_persistent_queue_and_endless_retry() -> None:
