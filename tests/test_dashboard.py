@@ -24,11 +24,16 @@ import httpx
 import pytest
 
 from agentsight import ConversationTracker
+from agentsight.api import AgentSight
 from agentsight.dev import DevServer, DevStore
 from tests.chromium_cdp import Chromium
 from tests.conftest import API_KEY, QUICK_RETRIES
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
+SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
+"""The README's pictures: the key screenshots are copied there when AGENTSIGHT_UPDATE_SCREENSHOTS=1."""
+KEY_SHOTS = ("overview.png", "breakdowns.png", "integration.png", "conversation-long.png", "overview-10000.png",
+             "conversation-feedback-tickets.png")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
 INITIALIZED = [f"dash-conv-{n}" for n in range(1, 6)]
@@ -153,13 +158,17 @@ def test_conversation_timeline(dashboard: Dashboard) -> None:
                      r'data-conversation-id="dash-conv-1"[^>]*aria-current="true"', dom)
 
 
-def test_screenshot(dashboard: Dashboard) -> None:
+def test_screenshot(dashboard: Dashboard, tmp_path: Path) -> None:
+    """A ``?conversation=`` link opens on that conversation (scrolled below the charts): the viewport shows it."""
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "dashboard.png"
     shot.unlink(missing_ok=True)
 
-    dashboard.run(dashboard.url(conversation=USED[0], environment="development"), f"--screenshot={shot}",
-                  "--window-size=1280,900")
+    with _chromium(tmp_path) as page:
+        page.open(dashboard.url(conversation=USED[0], environment="development"))
+        top = page.evaluate("document.getElementById('conversation-detail').getBoundingClientRect().top")
+        assert 0 <= top < 100, f"the conversation detail starts at {top:.0f} px in the viewport"
+        page.screenshot(shot)
 
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -280,6 +289,9 @@ def _shot(page: Chromium, name: str, selector: str | None = None) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     data = page.screenshot(ARTIFACTS / name, selector)
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, f"{name} looks blank"
+    if name in KEY_SHOTS and os.environ.get("AGENTSIGHT_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ARTIFACTS / name, SCREENSHOTS / name)
 
 
 @pytest.fixture(scope="module")
@@ -437,3 +449,73 @@ def test_ten_thousand_conversations_load_quickly(tmp_path: Path) -> None:
         assert page.evaluate("document.querySelectorAll('#conversation-list .conv').length") == 20
         assert page.evaluate("document.querySelectorAll('#chart-daily circle').length") == 2 * 14
         _shot(page, "overview-10000.png")
+
+
+# Feedback, tickets and flags on the conversation view (issue 14) ----------------------------------------
+
+LONG_COMMENT = "Billing says the refund batch runs nightly; " * 60
+
+
+def test_conversation_shows_feedback_and_tickets(tmp_path: Path) -> None:
+    """Feedback made through ``agentsight.api`` shows beside the conversation and on the message it is about; a
+    ticket shows with its status, priority, tags and comments (a long one clipped); marked and deleted
+    conversations carry a badge; a ``?conversation=`` link scrolls the detail (below the charts) into view."""
+    with DevServer("127.0.0.1", 0, None) as server, _chromium(tmp_path) as page:
+        tracker = ConversationTracker(api_key=API_KEY, endpoint=server.url, delivery=QUICK_RETRIES)
+        for conversation_id in ("support-1", "support-2"):
+            tracker.get_or_create_conversation(conversation_id, customer_id="user-42")
+            tracker.track_question("My refund for order A-1 has not arrived.")
+            tracker.track_token_usage(prompt_tokens=120, completion_tokens=30, total_tokens=150)
+            tracker.track_answer("Refunds take 3-5 business days; I have checked yours.")
+            tracker.send_tracked_data()
+        assert tracker.flush(10)["complete"]
+        tracker.shutdown()
+        with AgentSight(API_KEY, endpoint=server.url) as ags:
+            feedback = ags.feedbacks.create_for_conversation("support-1", "negative",
+                                                             comment="The refund took too long")
+            answer = ags.conversations.get("support-1")["messages"][1]
+            ags.feedbacks.create_for_message(answer["id"], "positive", comment="Clear steps", topic="clarity")
+            ticket = ags.tickets.create("Refund stuck for order A-1", priority="high", tags=["refund"],
+                                        conversation="support-1", feedback_id=feedback["id"])
+            ags.tickets.add_comment(ticket["id"], "Looking into it with billing")
+            ags.tickets.add_comment(ticket["id"], LONG_COMMENT)
+            ags.conversations.mark("support-1")
+            ags.conversations.delete("support-2")
+
+        page.open(f"{server.url}/?{urlencode({'key': API_KEY, 'conversation': 'support-1'})}")
+        text = lambda selector: page.evaluate(  # noqa: E731
+            f"(document.querySelector({json.dumps(selector)}) || {{textContent: ''}}).textContent")
+
+        assert text("#conversation-detail [data-flag=marked]") == "marked"
+        assert text("#conversation-list .conv[data-conversation-id=support-1] .badge.marked") == "marked"
+        assert page.evaluate("window.scrollY > 0 && document.getElementById('conversation-detail')"
+                             ".getBoundingClientRect().top < innerHeight / 3"), "the link scrolls to the detail"
+
+        shown = page.evaluate("[...document.querySelectorAll('#detail-feedback li.feedback')].map((li) => "
+                              "[li.dataset.sentiment, li.dataset.kind, li.textContent])")
+        assert [(sentiment, kind) for sentiment, kind, _ in shown] == [("negative", "conversation"),
+                                                                       ("positive", "message")]
+        assert "The refund took too long" in shown[0][2] and f"on message {answer['id']}" in shown[1][2]
+        vote = text(f"#message-{answer['id']} .vote")
+        assert "positive" in vote and "Clear steps" in vote and "clarity" in vote
+        assert page.evaluate("document.querySelectorAll('#timeline .vote').length") == 1
+
+        tickets = text("#detail-tickets")
+        for expected in ("Refund stuck for order A-1", "open", "high priority", "refund", "negative",
+                         "Looking into it with billing"):
+            assert expected in tickets, expected
+        assert page.evaluate("document.querySelectorAll('#detail-tickets li.comment').length") == 2
+        toggles = page.evaluate("[...document.querySelectorAll('#detail-tickets .show-more')]"
+                                ".map((b) => b.textContent)")
+        assert toggles == [f"Show more ({len(LONG_COMMENT) - 600:,} more characters)"]
+        assert LONG_COMMENT not in tickets and LONG_COMMENT[:600] in tickets
+        usage = text("#detail-usage")
+        assert "150" in usage and "unpriced" in usage
+        assert not re.search(r">\s*(null|undefined|NaN)\s*<", page.evaluate("document.body.outerHTML"))
+        _shot(page, "conversation-feedback-tickets.png", "#conversation-detail")
+
+        page.open(f"{server.url}/?{urlencode({'key': API_KEY, 'conversation': 'support-2'})}")
+        page.wait_for("document.querySelector('#conversation-detail [data-flag=deleted]')")
+        assert text("#detail-title") == "support-2"
+        assert text("#conversation-detail [data-flag=deleted]").startswith("deleted ")
+        assert not page.evaluate("document.getElementById('detail-feedback')"), "no feedback, no feedback panel"
