@@ -11,9 +11,15 @@
    escalations (``open_ticket``, ``fallback_to_human``). The SDK has no way to back-date what it tracks, so
    the demo shifts the clock OpenTelemetry stamps spans and events with (:class:`SimulatedClock`): the
    timestamps spread over the past seven days, with realistic response times; your app never does this.
-3. Prints a summary from ``GET /api/stats/`` (conversations, messages, tokens, cost) and what the integration
-   check (``GET /api/stats/integration/``) says stays empty. With ``--once`` it then stops everything and
-   exits; otherwise it prints the dashboard URL and serves until Ctrl-C.
+   The team's three test chats go to ``development``: the next version of the app, whose integration is
+   unfinished (no customer id, no page load tracked, no segment, a localhost address).
+3. Sends what visitors say afterwards with :class:`agentsight.api.AgentSight`, as your UI would
+   (:func:`demo_week.plan_feedback`): conversation feedback of mixed sentiments, some with a comment, a vote on
+   one answer, and a ticket with a comment from a negative rating.
+4. Prints a summary: production's metrics from ``GET /api/stats/`` (conversations, messages, tokens, cost,
+   feedback) and its integration check (``GET /api/stats/integration/``), then development's integration check:
+   each metric that app leaves empty and the field or call that would feed it. With ``--once`` it then stops
+   everything and exits; otherwise it prints the dashboard URL and serves until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import random
 import signal
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,9 +45,10 @@ import opentelemetry.sdk.trace as otel_sdk_trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agentsight import ConversationTracker  # noqa: E402
+from agentsight.api import AgentSight  # noqa: E402
 from agentsight.dev import DevServer  # noqa: E402
 from agentsight.dev.local_llm import FakeLLMServer  # noqa: E402
-from demo_week import Topic, Visit, plan_week, reply_for  # noqa: E402
+from demo_week import Feedback, Topic, Visit, plan_feedback, plan_week, reply_for  # noqa: E402
 
 LOCAL_API_KEY = "ags_" + "0" * 32 + "_" + "0" * 6
 MODEL = "gpt-4o-mini"
@@ -94,9 +102,10 @@ class ShopAssistant:
         self.rng = random.Random(seed)
 
     def visit(self, visit: Visit) -> None:
-        """One visitor: the page load, then their chat, one turn per topic."""
+        """One visitor: the page load (when the app tracks it), then their chat, one turn per topic."""
         with self.clock.at(visit.started):
-            self.tracker.initialize_conversation(**visit.fields(), metadata=visit.metadata())
+            if visit.page_load:
+                self.tracker.initialize_conversation(**visit.fields(), metadata=visit.metadata())
             self.clock.advance(self.rng.uniform(10, 90))  # reading the page before opening the chat
             for topic in visit.topics:
                 self.turn(visit, topic)
@@ -160,34 +169,71 @@ def get(server: DevServer, path: str) -> dict[str, Any] | None:
     return answer.json() if answer.status_code == 200 else None
 
 
-def print_summary(server: DevServer, visits: list[Visit]) -> None:
-    """What arrived, from ``GET /api/stats/`` (production) and the integration check."""
+def send_feedback(server: DevServer, plan: list[Feedback]) -> dict[str, int]:
+    """What visitors say after their chat, sent with ``agentsight.api`` as your UI would: conversation feedback,
+    votes on answers and tickets from it. Returns how many of each were sent."""
+    sent = {"conversations": 0, "messages": 0, "tickets": 0}
+    with AgentSight(LOCAL_API_KEY, endpoint=server.url) as ags:
+        for feedback in plan:
+            created = ags.feedbacks.create_for_conversation(feedback.conversation_id, feedback.sentiment,
+                                                            comment=feedback.comment)
+            sent["conversations"] += 1
+            if feedback.answer_vote:
+                messages = ags.conversations.get(feedback.conversation_id)["messages"]
+                answer = next(message for message in messages if message["sender"] == "agent")
+                ags.feedbacks.create_for_message(answer["id"], feedback.sentiment, topic="helpful")
+                sent["messages"] += 1
+            if feedback.ticket:
+                ticket = ags.tickets.create(f"Rated {feedback.sentiment}: {feedback.conversation_id}", priority="high",
+                                            tags=["feedback"], conversation=feedback.conversation_id,
+                                            feedback_id=created["id"])
+                ags.tickets.add_comment(ticket["id"], f"Customer said: {feedback.comment or '(no comment)'} "
+                                                      "Calling them back today.")
+                sent["tickets"] += 1
+    return sent
+
+
+def print_summary(server: DevServer, visits: list[Visit], sent: dict[str, int]) -> None:
+    """Production's metrics (``GET /api/stats/``) and integration check, then development's integration check."""
     stats = get(server, "/api/stats/?environment=production") or {}
     totals, interaction, cost = stats.get("totals", {}), stats.get("interaction", {}), stats.get("token_cost", {})
     engaged = sum(1 for visit in visits if visit.topics and visit.environment == "production")
-    print(f"Simulated {len(visits)} visits over 7 days ({engaged} chats in production, "
-          f"{sum(v.environment == 'development' for v in visits)} in development)", flush=True)
-    print(f"Conversations: {totals.get('conversations', '?')} (production), "
-          f"messages: {totals.get('messages', '?')}, individual users: {totals.get('individual_users', '?')}",
-          flush=True)
+    testing = sum(visit.environment == "development" for visit in visits)
+    print(f"Simulated {len(visits)} visits over 7 days ({engaged} chats in production, {testing} in development)")
+    print("Production (the live shop; what AgentSight's analytics count):")
+    print(f"  Conversations: {totals.get('conversations', '?')}, messages: {totals.get('messages', '?')}, "
+          f"individual users: {totals.get('individual_users', '?')}")
     if interaction.get("rate") is not None:
-        print(f"Interaction rate: {interaction['rate']:.0f}% ({interaction.get('engaged')} of "
-              f"{interaction.get('initialized')} visits engaged)", flush=True)
+        print(f"  Interaction rate: {interaction['rate']:.0f}% ({interaction.get('engaged')} of "
+              f"{interaction.get('initialized')} visits engaged)")
     models = cost.get("models", [])
     tokens = sum(model.get("input_tokens", 0) + model.get("output_tokens", 0) for model in models)
-    print(f"Tokens: {tokens} in {sum(model.get('calls', 0) for model in models)} model calls; cost: "
+    print(f"  Tokens: {tokens} in {sum(model.get('calls', 0) for model in models)} model calls; cost: "
           f"${cost.get('total_cost_usd', 0):.4f}"
-          + (f" (unpriced: {', '.join(cost['unpriced_models'])})" if cost.get("unpriced_models") else ""),
-          flush=True)
-    check = get(server, "/api/stats/integration/?environment=production")
+          + (f" (unpriced: {', '.join(cost['unpriced_models'])})" if cost.get("unpriced_models") else ""))
+    feedback = stats.get("feedback", {})
+    print(f"  Feedback: {feedback.get('total', '?')} ({feedback.get('positive', '?')} positive, "
+          f"{feedback.get('neutral', '?')} neutral, {feedback.get('negative', '?')} negative): "
+          f"{sent['conversations']} chats rated, {sent['messages']} answer voted; {sent['tickets']} ticket opened")
+    print_check(server, "production")
+    print(f"Development (the team testing the next version of the app: {testing} chats):")
+    print_check(server, "development")
+    sys.stdout.flush()
+
+
+def print_check(server: DevServer, environment: str) -> None:
+    """The integration check of ``environment``: how many metrics receive data; each empty one with its hint."""
+    check = get(server, f"/api/stats/integration/?environment={environment}")
     if check is None:
-        print("Integration check: not served by this agentsight dev", flush=True)
+        print("  Integration check: not served by this agentsight dev")
         return
-    items = check.get("checks", check.get("metrics", []))
-    empty = [item for item in items if isinstance(item, dict) and not item.get("receiving", True)]
-    print(f"Integration check: {len(items) - len(empty)} of {len(items)} metrics receive data", flush=True)
+    items = [item for item in check.get("metrics", []) if isinstance(item, dict)]
+    empty = [item for item in items if not item.get("receiving", True)]
+    print(f"  Integration check: {len(items) - len(empty)} of {len(items)} metrics receive data"
+          + ("; empty, and what would feed each:" if empty else ""))
     for item in empty:
-        print(f"  empty: {item.get('metric')}: {item.get('hint')}", flush=True)
+        print(textwrap.fill(f"{item.get('metric')}: {item.get('hint')}", 116, initial_indent="  - ",
+                            subsequent_indent="    ", break_long_words=False, break_on_hyphens=False))
 
 
 def stop_on_sigterm(signum: int, frame: object) -> None:
@@ -234,7 +280,8 @@ def run(args: argparse.Namespace, db: Path, scratch: str) -> int:
         finally:
             clock.uninstall()
         flushed = tracker.flush(timeout=args.timeout)
-        print_summary(server, visits)
+        sent = send_feedback(server, plan_feedback(visits))
+        print_summary(server, visits, sent)
         if not flushed["delivered"]:
             print(f"Not everything was delivered within {args.timeout:.0f}s: {flushed['summary']}",
                   file=sys.stderr, flush=True)

@@ -2,14 +2,16 @@
 
 Plain data and a seeded plan, so every run tells the same story: :func:`plan_week` spreads visitors over the
 seven days before ``now`` (busier in the day and on weekdays); about a third only load the page, the others
-chat one to three turns about a :class:`Topic`. The stand-in model answers with :func:`reply_for`.
+chat one to three turns about a :class:`Topic`. The stand-in model answers with :func:`reply_for`. Some
+visitors then rate their chat (:func:`plan_feedback`). The team's own test chats (``development``) are the next
+version of the app, whose integration is not finished: no customer id, no page-load tracking, no segment.
 """
 
 from __future__ import annotations
 
 import random
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -83,9 +85,11 @@ class Visit:
     page_url: str
     started: datetime
     topics: tuple[Topic, ...]
-    segment: str = "new"
-    """The customer segment (``metadata["segment"]``): ``new``, ``returning`` or ``vip``."""
+    segment: str | None = "new"
+    """The customer segment (``metadata["segment"]``): ``new``, ``returning``, ``vip`` or ``None`` (not sent)."""
     environment: str = "production"
+    page_load: bool = True
+    """Whether the page load is tracked (``initialize_conversation``): the visit the interaction rate counts."""
 
     def fields(self) -> dict[str, Any]:
         """The conversation's fields, as ``initialize_conversation()`` and ``get_or_create_conversation()`` take."""
@@ -94,12 +98,13 @@ class Visit:
                 "language": self.language, "environment": self.environment}
 
     def metadata(self) -> dict[str, Any]:
-        """The conversation's metadata: the page the widget is on and the customer segment."""
-        return {"page_url": self.page_url, "segment": self.segment}
+        """The conversation's metadata: the page the widget is on and the customer segment (when known)."""
+        return {"page_url": self.page_url, **({"segment": self.segment} if self.segment else {})}
 
 
 def plan_week(now: datetime, visitors: int = 60, seed: int = 13) -> list[Visit]:
-    """``visitors`` visits over the 7 days before ``now``, oldest first, plus 3 from the team testing (development)."""
+    """``visitors`` visits over the 7 days before ``now``, oldest first, plus 3 chats of the team testing the app
+    being developed (``development``: anonymous, from localhost, without a tracked page load or a segment)."""
     rng = random.Random(seed)
     customers = [f"customer-{n:03d}" for n in range(1, 41)]
     visits = []
@@ -119,9 +124,53 @@ def plan_week(now: datetime, visitors: int = 60, seed: int = 13) -> list[Visit]:
             rng.choices([s for s, _ in SOURCES], [w for _, w in SOURCES])[0], rng.choice(PAGES), started, topics,
             rng.choices(("new", "returning", "vip"), (5, 4, 1))[0]))
     for number in range(1, 4):
-        visits.append(Visit(f"conv_test_{number}", "team-qa", "127.0.0.1", "en-US", "desktop", "web", PAGES[0],
-                            now - timedelta(hours=number * 5), (TOPICS[number],), environment="development"))
+        visits.append(Visit(f"conv_test_{number}", None, "127.0.0.1", "en-US", "desktop", "web", PAGES[0],
+                            now - timedelta(hours=number * 5), (TOPICS[number],), segment=None,
+                            environment="development", page_load=False))
     return sorted(visits, key=lambda visit: visit.started)
+
+
+COMMENTS = {  # what a rating visitor may type (None: no comment)
+    "positive": ("Quick and clear, thanks!", "Solved in a minute.", None, None),
+    "neutral": ("Fine, but I had to ask twice.", None),
+    "negative": ("That did not answer my question.", "Still waiting for someone to get back to me."),
+}
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What one visitor says about their chat afterwards (your UI sends it with ``agentsight.api``)."""
+
+    conversation_id: str
+    sentiment: str
+    """``positive``, ``neutral`` or ``negative``."""
+    comment: str | None = None
+    answer_vote: bool = False
+    """Also a vote with the same sentiment on the chat's first answer (message feedback)."""
+    ticket: bool = False
+    """The support team opens a ticket from this feedback."""
+
+
+def plan_feedback(visits: list[Visit], seed: int = 13) -> list[Feedback]:
+    """About 40% of the production chats rated: mostly positive, mostly negative when handed to a person; one
+    answer voted up, and one ticket from a negative rating (of an escalated chat when there is one)."""
+    rng = random.Random(seed)
+    rated = []
+    for visit in sorted(visits, key=lambda visit: visit.conversation_id):  # the same plan at any hour
+        if visit.environment != "production" or not visit.topics or rng.random() >= 0.4:
+            continue
+        escalated = any(topic.escalation for topic in visit.topics)
+        sentiment = rng.choices(tuple(COMMENTS), (1, 1, 4) if escalated else (7, 2, 1))[0]
+        rated.append((escalated, Feedback(visit.conversation_id, sentiment, rng.choice(COMMENTS[sentiment]))))
+    plan = [feedback for _, feedback in rated]
+    voted = next((n for n, feedback in enumerate(plan) if feedback.sentiment == "positive"), None)
+    if voted is not None:
+        plan[voted] = replace(plan[voted], answer_vote=True)
+    negative = [n for n, (escalated, feedback) in enumerate(rated) if feedback.sentiment == "negative"]
+    if negative:
+        ticketed = next((n for n in negative if rated[n][0]), negative[0])
+        plan[ticketed] = replace(plan[ticketed], ticket=True)
+    return plan
 
 
 def reply_for(body: dict[str, Any]) -> str:

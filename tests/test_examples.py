@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agentsight.dev import CannedResponse, DevServer
+from agentsight.dev import CannedResponse, DevServer, integration, stats
 from agentsight.dev.store import DevStore
 from tests.conftest import eventually
 
@@ -71,12 +71,19 @@ def test_demo_once_prints_a_summary_and_leaves_nothing_behind(tmp_path: Path) ->
     assert list(scratch.iterdir()) == []  # the database and its directory are gone
     assert re.search(r"^Simulated 63 visits over 7 days \(\d+ chats in production, 3 in development\)$",
                      done.stdout, re.MULTILINE), done.stdout
-    assert re.search(r"^Conversations: 60 \(production\), messages: [1-9]\d+, individual users: [1-9]\d*$",
-                     done.stdout, re.MULTILINE), done.stdout
-    assert re.search(r"^Interaction rate: \d+% \(\d+ of 60 visits engaged\)$", done.stdout, re.MULTILINE)
-    assert re.search(r"^Tokens: [1-9]\d* in [1-9]\d* model calls; cost: \$0\.\d{4}", done.stdout, re.MULTILINE)
-    assert re.search(r"^Integration check: \d+ of \d+ metrics receive data$", done.stdout, re.MULTILINE)
-    assert "empty: conversation_feedback" in done.stdout  # what the demo app leaves empty, named
+    production, development = done.stdout.split("\nProduction (")[1].split("\nDevelopment (")
+    assert re.search(r"^  Conversations: 60, messages: [1-9]\d+, individual users: [1-9]\d*$", production, re.MULTILINE)
+    assert re.search(r"^  Interaction rate: \d+% \(\d+ of 60 visits engaged\)$", production, re.MULTILINE)
+    assert re.search(r"^  Tokens: [1-9]\d* in [1-9]\d* model calls; cost: \$0\.\d{4}", production, re.MULTILINE)
+    feedback = re.search(r"^  Feedback: (\d+) \(([1-9]\d*) positive, (\d+) neutral, ([1-9]\d*) negative\): (\d+) chats "
+                         r"rated, 1 answer voted; 1 ticket opened$", production, re.MULTILINE)
+    assert feedback is not None, production  # mixed sentiments, every vote counted
+    assert int(feedback[1]) == sum(map(int, feedback.groups()[1:4])) == int(feedback[5]) + 1
+    assert re.search(r"^  Integration check: (\d+) of \1 metrics receive data$", production, re.MULTILINE), production
+    assert re.search(r"^  Integration check: (\d+) of (?!\1\b)\d+ metrics receive data; empty", development, re.M)
+    empty = dict(re.findall(r"^  - (\w+): (.+)$", development, re.MULTILINE))  # each hint's first line
+    assert {"individual_users", "unique_interaction_rate", "conversation_feedback"} <= set(empty), development
+    assert "customer_id" in empty["individual_users"] and "initialize_conversation" in development
     assert "Dashboard:" not in done.stdout and "?key=" not in done.stdout  # no URL of a server already stopped
 
 
@@ -90,8 +97,24 @@ def test_demo_spreads_a_realistic_week_through_the_sdk(tmp_path: Path) -> None:
     try:
         conversations = store.all_conversations()
         details = [store.get_conversation(conversation["id"]) for conversation in conversations]
+        checks = {environment: integration.check(store, stats.Scope(environment))
+                  for environment in ("production", "development")}
+        feedback = stats.compute(store, stats.Scope("production"))["feedback"]
+        tickets = store.read("SELECT c.conversation_id AS conversation_id, b.sentiment AS sentiment FROM tickets t "
+                             "JOIN conversations c ON c.id = t.conversation JOIN feedbacks b ON b.id = t.feedback")
     finally:
         store.close()
+    # Every metric of production receives data, feedback included; development (the app being developed) is
+    # told what it leaves empty and what would feed each, as the summary printed it.
+    assert checks["production"]["empty"] == 0, [m for m in checks["production"]["metrics"] if not m["receiving"]]
+    assert feedback["positive"] and feedback["negative"] and feedback["total"] >= 10
+    assert [(ticket["conversation_id"].startswith("conv_demo_"), ticket["sentiment"]) for ticket in tickets] == [
+        (True, "negative")]
+    empty = {m["metric"]: m["hint"] for m in checks["development"]["metrics"] if not m["receiving"]}
+    assert {"individual_users", "unique_interaction_rate", "conversation_feedback"} <= set(empty)
+    assert all(hint for hint in empty.values())
+    printed = done.stdout.split("\nDevelopment (")[1]
+    assert re.findall(r"^  - (\w+): ", printed, re.MULTILINE) == list(empty)
     details = [detail for detail in details if detail is not None]
     created = sorted(datetime.fromisoformat(detail["created_at"]) for detail in details)
     now = datetime.now(timezone.utc)
