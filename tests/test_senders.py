@@ -288,3 +288,44 @@ def test_shutdown_counts_what_it_could_not_deliver(caplog: pytest.LogCaptureFixt
         assert any("undelivered" in record.getMessage() for record in caplog.records)
     finally:
         release.set()
+
+
+def _lingering_client(transport: ScriptedTransport) -> DeliveryClient:
+    """An ingest client whose threads would wait an hour for more turns: only what cuts a linger short sends."""
+    client = _ingest_client(transport)
+    client._sender.linger = 3600  # type: ignore[attr-defined]
+    return client
+
+
+def test_turns_sent_close_together_share_one_document_and_flush_does_not_wait_for_the_linger() -> None:
+    transport = ScriptedTransport()
+    client = _lingering_client(transport)
+    for number in range(3):
+        client.submit(_pending(_span(f"conv-l{number}", number + 1)))
+        time.sleep(0.05)  # without a linger, a delivery thread would have sent the first turn alone by now
+    assert client.flush(5).complete
+    (request,) = transport.requests
+    assert [block["conversation_id"] for block in request["body"]["conversations"]] == ["conv-l0", "conv-l1", "conv-l2"]
+    assert client.stats["http_requests"] == 1 and client.stats["payloads_delivered"] == 3
+
+
+def test_wait_and_shutdown_do_not_wait_for_the_linger() -> None:
+    transport = ScriptedTransport()
+    client = _lingering_client(transport)
+    client.submit(_pending(_span("conv-w", 1)))
+    assert client.wait(5) and len(transport.requests) == 1
+    client.submit(_pending(_span("conv-w", 2)))
+    assert client.shutdown(5) and len(transport.requests) == 2
+    assert client.stats["payloads_delivered"] == 2
+
+
+def test_a_submitter_waiting_for_the_outcome_is_not_kept_waiting_by_the_linger() -> None:
+    transport = ScriptedTransport()
+    client = _lingering_client(transport)
+    outcomes: list[str] = []
+    settled = threading.Event()
+    turn = _pending(_span("conv-a", 1))
+    client.submit(PendingTurn(turn.conversation_id, turn.payload_count, turn.size, turn.build,
+                              lambda outcome: (outcomes.append(outcome), settled.set())))
+    assert settled.wait(5), "the bridge's turn waited out the linger"
+    assert outcomes == ["delivered"] and len(transport.requests) == 1

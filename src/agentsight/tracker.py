@@ -40,7 +40,7 @@ from agentsight.export.pipeline import (
     count_app_model_calls,
 )
 from agentsight.export.processor import AgentSightSpanProcessor
-from agentsight.export.rest import translate
+from agentsight.export.rest import outline, translate
 from agentsight.inputs import attachment_files, attachment_sender, attachments_attributes, metadata_json
 from agentsight.instrumentation import instrument
 from agentsight.instrumentation.threads import follow_turns_into_threads
@@ -584,16 +584,16 @@ def _summarize(open_now: tuple[ConversationTurn, ...], status: str | None = None
     items: list[dict[str, Any]] = []
     summary = {"questions": 0, "answers": 0, "attachments": 0, "actions": 0, "buttons": 0, "errors": 0}
     for turn in open_now:
-        payloads = translate(turn.span)  # type: ignore[arg-type]
-        for payload in payloads.all() if payloads else ():
-            item: dict[str, Any] = {"index": len(items), "type": payload.kind, "timestamp": payload.timestamp}
-            if status is None:
-                item["data"] = payload.body
-            else:
-                item["status"] = status
-            items.append(item)
-            if payload.kind in _KIND_TO_SUMMARY:
-                summary[_KIND_TO_SUMMARY[payload.kind]] += 1
+        if status is None:  # the bodies are wanted: translate in full
+            payloads = translate(turn.span)  # type: ignore[arg-type]
+            sent = [(payload.kind, payload.timestamp, payload.body) for payload in (payloads.all() if payloads else ())]
+        else:  # only kinds and times: much cheaper, and this runs on the app's thread at every send
+            sent = [(kind, timestamp, status) for kind, timestamp in outline(turn.span) or ()]  # type: ignore[arg-type]
+        for kind, timestamp, detail in sent:
+            items.append({"index": len(items), "type": kind, "timestamp": timestamp,
+                          "data" if status is None else "status": detail})
+            if kind in _KIND_TO_SUMMARY:
+                summary[_KIND_TO_SUMMARY[kind]] += 1
     summary["total"] = len(items)
     return {"items": items, "summary": summary}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from agentsight.export.payloads import FilePart, Payload, TurnPayloads
@@ -53,21 +53,57 @@ def translate(span: SpanLike) -> TurnPayloads | None:
     conversation = _conversation_payload(attributes, conversation_id, iso_timestamp(span.start_time))
     items: list[Payload] = []
     usage: dict[str, int] | None = None
-    complete = attributes.get(sc.TURN_COMPLETE, True) is not False
-    for event in span.events:
+    for event in _sent_events(span):
         event_attributes = event.attributes or {}
-        if (event.name == sc.MESSAGE_EVENT and not complete) or sc.ATTACHMENTS_DESCRIPTORS in event_attributes:
-            continue
-        timestamp = iso_timestamp(event.timestamp)
         if event.name == sc.TOKEN_USAGE_EVENT:
             usage = add_usage(usage, event_attributes)
             continue
-        payload = _item_payload(event.name, event_attributes, conversation_id, timestamp)
+        payload = _item_payload(event.name, event_attributes, conversation_id, iso_timestamp(event.timestamp))
         if payload is not None:
             items.append(payload)
     if usage is not None:
         items.append(_action("token_usage", conversation_id, iso_timestamp(span.end_time), usage))
     return TurnPayloads(conversation_id, conversation, tuple(items))
+
+
+def outline(span: SpanLike) -> list[tuple[str, str]] | None:
+    """The ``(kind, timestamp)`` of each payload :func:`translate` makes of ``span``, in order, without making them.
+
+    Cheap (no bodies, no JSON, and only messages' and attachments' attributes read, so a model call's deferred
+    attributes are left to the delivery thread): what a turn's summary needs on the caller's thread.
+    """
+    if not is_conversation_span(span):
+        return None
+    kinds = [("conversation", iso_timestamp(span.start_time))]
+    usage = False
+    for event in _sent_events(span):
+        kind = _ITEM_KINDS.get(event.name) if event.name != sc.MESSAGE_EVENT else _message_kind(event.attributes or {})
+        usage = usage or event.name == sc.TOKEN_USAGE_EVENT
+        if kind is not None:
+            kinds.append((kind, iso_timestamp(event.timestamp)))
+    if usage:
+        kinds.append(("action", iso_timestamp(span.end_time)))
+    return kinds
+
+
+_ITEM_KINDS = {sc.BUTTON_EVENT: "button", sc.ACTION_EVENT: "action", sc.ATTACHMENTS_EVENT: "attachments"}
+"""The payload kind of each event that sends one (messages: :func:`_message_kind`)."""
+
+
+def _sent_events(span: SpanLike) -> Iterator[Any]:
+    """The events that count in the payloads: an incomplete turn's messages and attachments described only
+    (bytes moved elsewhere) are left out."""
+    complete = (span.attributes or {}).get(sc.TURN_COMPLETE, True) is not False
+    for event in span.events:
+        if event.name == sc.MESSAGE_EVENT and not complete:
+            continue
+        if event.name == sc.ATTACHMENTS_EVENT and sc.ATTACHMENTS_DESCRIPTORS in (event.attributes or {}):
+            continue
+        yield event
+
+
+def _message_kind(attributes: Mapping[str, Any]) -> str:
+    return "question" if attributes.get(sc.MESSAGE_SENDER, sc.SENDER_END_USER) == sc.SENDER_END_USER else "answer"
 
 
 def _conversation_payload(attributes: Mapping[str, Any], conversation_id: str, timestamp: str) -> Payload:
@@ -84,15 +120,14 @@ def _item_payload(
 ) -> Payload | None:
     metadata = _json_attribute(attributes, sc.METADATA, {})
     if name == sc.MESSAGE_EVENT:
-        sender = attributes.get(sc.MESSAGE_SENDER, sc.SENDER_END_USER)
         body = {
             "timestamp": timestamp,
             "content": attributes.get(sc.MESSAGE_CONTENT, ""),
-            "sender": sender,
+            "sender": attributes.get(sc.MESSAGE_SENDER, sc.SENDER_END_USER),
             "conversation_id": conversation_id,
             "metadata": metadata,
         }
-        return Payload("question" if sender == sc.SENDER_END_USER else "answer", body)
+        return Payload(_message_kind(attributes), body)
     if name == sc.BUTTON_EVENT:
         body = {
             "timestamp": timestamp,
