@@ -159,6 +159,16 @@ def test_date_range(api: DevServer, make_tracker: Callable[..., ConversationTrac
     assert (bad.status_code, list(bad.json())) == (400, ["from"])
 
 
+@pytest.mark.parametrize("key", ["campaign", 'we"ird\\key', "x'y.z", "Ç񱞽+°Ê"])
+def test_breakdown_by_any_metadata_key(api: DevServer, key: str) -> None:
+    """Any key a visit's metadata can hold is a breakdown, quotes, dots and non-ASCII included (never a 500)."""
+    for number, value in enumerate(["spring", "spring", "fall"]):
+        httpx.post(f"{api.url}/api/conversations/", headers=AUTH, json={
+            "conversation_id": f"c{number}", "is_used": True, "metadata": {key: value}})
+    rows = get(api, environment="all", breakdown=key)["breakdown"]["rows"]
+    assert {row["value"]: row["conversations"] for row in rows} == {"spring": 2, "fall": 1}
+
+
 def test_interaction_rate_is_null_with_a_hint_when_nothing_was_initialized(
         api: DevServer, make_tracker: Callable[..., ConversationTracker]) -> None:
     tracker = make_tracker()

@@ -9,7 +9,6 @@ analytics by design), within an optional date range. The shape is :class:`~.stat
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -321,12 +320,12 @@ def _feedback(store: DevStore, where: Scope) -> dict[str, Any]:
 
 
 def _metadata(key: str) -> str:
-    """SQL text of conversation metadata ``key`` (any key: quoted in the JSON path)."""
-    return f"json_extract(c.metadata, {_sql_text('$.' + json.dumps(key))})"
+    """SQL text of conversation metadata ``key``: any key, matched as text (a JSON path could not name every key)."""
+    return f"(SELECT m.value FROM json_each(c.metadata) AS m WHERE m.key = {_sql_text(key)})"
 
 
 def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    return "'" + value.replace("\x00", "").replace("'", "''") + "'"
 
 
 def _segments(store: DevStore, where: Scope, expression: str) -> list[dict[str, Any]]:
