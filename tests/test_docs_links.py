@@ -19,7 +19,7 @@ CODE_SPAN = re.compile(r"`([^`\n]+)`")
 MARKDOWN_NAME = re.compile(r"(?<![\w/.-])([\w./-]+\.md)\b")
 FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 # Paths that name what a command creates or a reader's own files, not documents of this repository.
-NOT_CITATIONS = {".venv/", "bench/.upstream-venv", "bench/.official-venv", ".cache/", "dist/", "build/"}
+NOT_CITATIONS = {".venv/", "bench/.", ".cache/", "dist/", "build/"}  # bench/.<name>-venv: the benchmarks' venvs
 
 
 def anchors(markdown: Path) -> set[str]:
