@@ -105,4 +105,4 @@ bench-collector: $(VENV)/.test collector
 	$(PY) bench/collector_pipeline.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) bench/.upstream-venv bench/.official-venv
+	rm -rf $(VENV) $(OLDEST_VENV) bench/.*-venv
