@@ -12,6 +12,7 @@ import sqlite3
 import string
 import struct
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -33,7 +34,8 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
 """The README's pictures: the key screenshots are copied there when AGENTSIGHT_UPDATE_SCREENSHOTS=1."""
 KEY_SHOTS = ("overview.png", "breakdowns.png", "integration.png", "conversation-long.png", "overview-10000.png",
-             "conversation-feedback-tickets.png")
+             "conversation-feedback-tickets.png", "demo-overview.png", "demo-breakdowns.png",
+             "demo-integration-development.png", "demo-conversation.png")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
 INITIALIZED = [f"dash-conv-{n}" for n in range(1, 6)]
@@ -241,8 +243,9 @@ VISITORS = [  # conversation id, device, language, source, ip, page, plan, engag
 
 
 def _populate_charts(url: str) -> None:
-    """Production visits with every conversation field, turns with priced and unpriced model calls, a tool,
-    an escalation; no feedback (that metric stays empty, and the integration check says so)."""
+    """Production visits with every conversation field, turns with priced and unpriced model calls (their tokens
+    tracked with ``track_token_usage`` too, so the Tokens card and the cost agree), a tool, an escalation; no
+    feedback (that metric stays empty, and the integration check says so)."""
     tracker = ConversationTracker(api_key=API_KEY, endpoint=url, delivery=QUICK_RETRIES)
     try:
         for cid, device, language, source, ip, page, plan, _ in VISITORS:
@@ -260,6 +263,7 @@ def _populate_charts(url: str) -> None:
             tracker.track_action("chat local/house-model-7", duration_ms=90, metadata={
                 "provider": "local", "operation": "chat", "model": "house-model-7", "input_tokens": 50,
                 "output_tokens": 20})
+            tracker.track_token_usage(prompt_tokens=1200 + 50, completion_tokens=300 + 20, total_tokens=1570)
             tracker.track_action("search_kb", duration_ms=40 + 10 * number, tools_used={"kb": 1})
             if number == 2:
                 tracker.track_action("fallback_to_human", duration_ms=5)
@@ -331,6 +335,15 @@ def test_charts_show_the_stats(charts: DevServer, tmp_path: Path) -> None:
                                ".map((r) => [r.cells[0].textContent, r.cells[7].textContent])")
         assert dict(models)["house-model-7"] == "unpriced"
         assert dict(models)["gpt-4o-mini"].startswith("$")
+        # The Tokens card counts what track_token_usage sent: the same tokens the model calls carry and are priced by.
+        model_tokens = page.evaluate("[...document.querySelectorAll('#table-models tbody tr')]"
+                                     ".map((r) => [r.cells[3].textContent, r.cells[4].textContent])")
+        prompt = sum(int(tokens.replace(",", "")) for tokens, _ in model_tokens)
+        completion = sum(int(tokens.replace(",", "")) for _, tokens in model_tokens)
+        assert (prompt, completion) == (3 * 1250, 3 * 320)
+        assert text("#tokens-prompt") == f"{prompt:,}" and text("#tokens-completion") == f"{completion:,}"
+        assert text("#tokens-total") == f"{prompt + completion:,}" == f"{stats['tokens']['total_tokens']:,}"
+        assert text("#kpi-cost .value").startswith("$") and "unpriced: house-model-7" in text("#kpi-cost")
         _shot(page, "overview.png")
         _shot(page, "breakdowns.png", "#charts")
 
@@ -519,3 +532,112 @@ def test_conversation_shows_feedback_and_tickets(tmp_path: Path) -> None:
         assert text("#detail-title") == "support-2"
         assert text("#conversation-detail [data-flag=deleted]").startswith("deleted ")
         assert not page.evaluate("document.getElementById('detail-feedback')"), "no feedback, no feedback panel"
+
+
+# The real demo's week on the dashboard (issue 13: each metric with the demo's data) ------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run_demo(tmp_path: Path) -> Path:
+    """``examples/demo.py --once --db``: the simulated week kept in a database this test then serves."""
+    db = tmp_path / "demo.db"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AGENTSIGHT_")}
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--once", "--port", "0", "--db", str(db),
+                           "--timeout", "20"], cwd=ROOT, env={**env, "TMPDIR": str(scratch)}, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Simulated 63 visits over 7 days" in done.stdout, done.stdout
+    return db
+
+
+CARDS = ("#kpi-messages", "#kpi-conversations", "#kpi-users", "#kpi-response", "#kpi-duration", "#kpi-escalation",
+         "#kpi-cost")
+CHARTS = ("#chart-daily", "#chart-hours", "#chart-weekdays", "#chart-countries", "#chart-devices", "#chart-languages",
+          "#chart-sources", "#chart-pages", "#chart-segments", "#chart-feedback", "#table-tools", "#table-models")
+
+
+def test_every_metric_shows_the_demos_week(tmp_path: Path) -> None:
+    """The demo's simulated week, served as ``agentsight dev`` serves it: production (the default, all time)
+    fills every card and chart; development's integration check names what that app leaves empty; the
+    conversation the demo opened a ticket for shows its feedback and the ticket."""
+    db = _run_demo(tmp_path)
+    with DevServer("127.0.0.1", 0, db) as server, _chromium(tmp_path, height=1000) as page:
+        stats = _api(server, "/api/stats/")
+        page.open(f"{server.url}/?{urlencode({'key': API_KEY})}")
+        assert page.evaluate("document.getElementById('environment').value") == "production"
+        assert page.evaluate("document.getElementById('date-from').value") == ""  # all time: the whole week
+        text = lambda selector: page.evaluate(  # noqa: E731
+            f"(document.querySelector({json.dumps(selector)}) || {{textContent: ''}}).textContent")
+        value = lambda selector: text(selector + " .value")  # noqa: E731
+        number = lambda shown: float(re.sub(r"[^\d.]", "", shown) or 0)  # noqa: E731
+
+        empty = page.evaluate(f"{json.dumps(CARDS + CHARTS)}.filter((s) => !document.querySelector(s)"
+                              "|| document.querySelector(s).querySelector('.empty, .placeholder')"
+                              "|| !document.querySelector(s).textContent.trim())")
+        assert empty == [], "placeholders instead of data"
+        totals = stats["totals"]
+        assert value("#kpi-messages") == f"{totals['messages']:,}" and totals["messages"] > 100
+        assert value("#kpi-conversations") == "60" == f"{totals['conversations']}"
+        assert value("#kpi-users") == f"{totals['individual_users']}" and 10 < totals["individual_users"] < 60
+        assert value("#kpi-response").endswith(" s") and number(value("#kpi-response")) >= 1  # seconds, not 0 ms
+        assert number(value("#kpi-duration")) > 0 and "over " in text("#kpi-duration")
+        assert value("#kpi-escalation").endswith("%") and number(value("#kpi-escalation")) > 0
+        assert re.fullmatch(r"\$0\.\d+", value("#kpi-cost")), value("#kpi-cost")
+        assert int(text("#tokens-total").replace(",", "")) == stats["tokens"]["total_tokens"] > 0
+        rate = stats["interaction"]
+        assert text("#interaction-rate").endswith("%") and 0 < rate["engaged"] < rate["initialized"] == 60
+        assert f"{rate['engaged']} engaged of 60 visits" in text("#interaction-counts")
+
+        days = page.evaluate("document.querySelectorAll('#chart-daily circle').length") // 2
+        assert days == len(stats["daily"]) >= 6, "the simulated week, day by day"
+        hours = page.evaluate("[...document.querySelectorAll('#chart-hours rect')].map((r) => +r.dataset.value)")
+        assert len(hours) == 24 and sum(1 for messages in hours if messages) >= 6
+        rows = lambda selector: page.evaluate(  # noqa: E731
+            f"[...document.querySelectorAll('{selector} .bar-row')].map((e) => e.dataset.label)")
+        assert len(rows("#chart-countries")) >= 6
+        assert sorted(rows("#chart-devices")) == ["desktop", "mobile", "tablet"]
+        assert len(rows("#chart-languages")) >= 6 and rows("#chart-sources")
+        assert len(rows("#chart-pages")) >= 5 and len(rows("#chart-segments")) >= 2
+        assert "(metadata segment)" in text("#segments-title")
+        feedback = stats["feedback"]
+        assert sorted(rows("#chart-feedback")) == sorted(
+            label for label in ("Positive", "Neutral", "Negative") if feedback[label.lower()])
+        tools = text("#table-tools")
+        assert "delivery_estimate" in tools and "find_store" in tools
+        assert "open_ticket" in tools or "fallback_to_human" in tools
+        assert "gpt-4o-mini" in text("#table-models") and "$" in text("#table-models")
+        check = _api(server, "/api/stats/integration/")
+        assert check["empty"] == 0 and page.evaluate("document.querySelectorAll('#integration li.empty-metric')"
+                                                     ".length") == 0
+        _shot(page, "demo-overview.png")
+        _shot(page, "demo-breakdowns.png", "#charts")
+
+        page.evaluate("(() => { const s = document.getElementById('environment'); s.value = 'development';"
+                      "s.dispatchEvent(new Event('change')); })()")
+        page.wait_for("document.querySelectorAll('#integration li.empty-metric').length > 0")
+        development = _api(server, "/api/stats/integration/", environment="development")
+        leaves_empty = {m["metric"]: m for m in development["metrics"] if not m["receiving"]}
+        assert {"individual_users", "unique_interaction_rate", "conversation_feedback"} <= set(leaves_empty)
+        shown = dict(page.evaluate("[...document.querySelectorAll('#integration li.empty-metric')]"
+                                   ".map((li) => [li.dataset.metric, li.textContent])"))
+        assert set(shown) == set(leaves_empty)
+        for metric, entry in leaves_empty.items():
+            assert entry["fed_by"] in shown[metric] and entry["hint"] and entry["hint"] in shown[metric], metric
+        assert "customer_id" in shown["individual_users"] and "initialize_conversation" in shown[
+            "unique_interaction_rate"]
+        _shot(page, "demo-integration-development.png", "#integration-panel")
+
+        tickets = _api(server, "/api/tickets/")["results"]
+        assert tickets, "the demo opens a ticket from a negative rating"
+        conversation_id = tickets[0]["conversation"]["conversation_id"]
+        page.open(f"{server.url}/?{urlencode({'key': API_KEY, 'conversation': conversation_id})}")
+        page.wait_for("document.querySelector('#detail-tickets') && document.querySelector('#detail-feedback')")
+        assert text("#detail-title") == conversation_id
+        assert "negative" in text("#detail-feedback") and tickets[0]["feedback"]["comment"] in text("#detail-feedback")
+        assert tickets[0]["title"] in text("#detail-tickets") and "open" in text("#detail-tickets")
+        assert page.evaluate("document.querySelectorAll('#timeline .bubble').length") >= 2
+        assert not re.search(r">\s*(null|undefined|NaN)\s*<", page.evaluate("document.body.outerHTML"))
+        _shot(page, "demo-conversation.png", "#conversation-detail")
