@@ -640,4 +640,5 @@ def test_every_metric_shows_the_demos_week(tmp_path: Path) -> None:
         assert tickets[0]["title"] in text("#detail-tickets") and "open" in text("#detail-tickets")
         assert page.evaluate("document.querySelectorAll('#timeline .bubble').length") >= 2
         assert not re.search(r">\s*(null|undefined|NaN)\s*<", page.evaluate("document.body.outerHTML"))
+        assert "gpt-4o-mini" in text("#detail-usage") and "$" in text("#detail-usage"), "priced as the overview is"
         _shot(page, "demo-conversation.png", "#conversation-detail")

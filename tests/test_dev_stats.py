@@ -240,3 +240,22 @@ def test_the_integration_check_says_when_everything_went_to_development(
     assert answer["conversations"] == 0 and answer["receiving"] == 0
     assert "1 in development" in check(api, "conversations")["hint"]
     assert check(api, "conversations", environment="development")["receiving"]
+
+
+def test_a_conversations_spend_is_priced_as_the_stats_price_it(
+        api: DevServer, client: openai.OpenAI, make_tracker: Callable[..., ConversationTracker],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The conversation view's token usage (the data plane's summary) and the overview's cost agree."""
+    monkeypatch.setenv("AGENTSIGHT_PROTOCOL", "ingest")
+    track_app(make_tracker(), client)
+    models = {entry["model"]: entry for entry in get(api)["token_cost"]["models"]}
+    (server_id,) = [row["id"] for row in get(api, "/api/conversations/", full="false")["results"]
+                    if row["conversation_id"] == "v1"]
+    usage = get(api, f"/api/conversations/{server_id}/")["token_usage"]
+    spend = {entry["model"]: entry for entry in usage["models"]}
+    known = spend["gpt-4o-mini-2024-07-18"]
+    assert known["cost_source"] == "backend"
+    assert float(known["cost_usd"]) == pytest.approx(models["gpt-4o-mini-2024-07-18"]["cost_usd"], abs=1e-8)
+    assert spend["stand-in-model-2024-07-18"]["cost_source"] == "unpriced", "unpriced, never free"
+    assert usage["cost_sources"] == ["backend", "unpriced"]
+    assert float(usage["cost_usd"]) == pytest.approx(float(known["cost_usd"]), abs=1e-8)

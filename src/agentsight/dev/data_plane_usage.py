@@ -2,7 +2,8 @@
 ``/api/spans/``, ``/api/traces/``, ``/api/actions/``), as upstream 0.1.4's ``ags.usage``, ``ags.spans`` and
 ``ags.actions`` call them.
 
-The dev server prices nothing: every usage row is ``cost_source: "unpriced"`` with ``cost_usd`` ``"0.00000000"``
+A conversation's spend summary prices its model calls as ``GET /api/stats/`` does (genai-prices); the usage
+list and its roll-ups price nothing: every row is ``cost_source: "unpriced"`` with ``cost_usd`` ``"0.00000000"``
 (a string on rows, a number in summaries, as upstream), and ``cost_eur`` is absent (no exchange rate). A row is
 one model call (or one seed ``token_usage`` action), not upstream's (turn, model) aggregate: ``calls`` is 1 and
 ``turn_id`` ``null``. Token sums are those ``GET /api/stats/`` reports: the same ``usage`` table, every
@@ -12,11 +13,14 @@ sends none, so its conversations have no spans here.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
 
+from agentsight.dev import pricing
 from agentsight.dev.data_plane import JsonBody, Plane, choice, flag, moment, not_found, ordering, page, row_id
+from agentsight.dev.pricing import Tokens
 from agentsight.dev.rest import ApiError, field_error
 from agentsight.dev.store import TOKEN_KEYS, utc_iso
 
@@ -27,6 +31,7 @@ MAX_TRACE_SPANS = 1000
 """Spans a trace answer assembles; past it ``truncated`` is true."""
 
 _MODEL = "json_extract(i.body, '$.metadata.model')"
+_PROVIDER = "json_extract(i.body, '$.metadata.provider')"
 GROUP_BY = {"model": _MODEL, "conversation": "c.conversation_id", "day": "substr(i.timestamp, 1, 10)"}
 _USAGE = "FROM usage u JOIN items i ON i.id = u.item JOIN conversations c ON c.id = u.conversation"
 _USAGE_ORDER = {"started_at": "i.timestamp", "id": "u.item", "model": "model", "total_tokens": "u.total_tokens"}
@@ -73,16 +78,37 @@ def _tokens(row: Any) -> dict[str, int]:
 
 
 def token_usage(records: Any, conversation: int) -> dict[str, Any] | None:
-    """A conversation's spend summary (its token totals and ``models``), ``None`` when none was recorded."""
+    """A conversation's spend summary (its token totals and ``models``), ``None`` when none was recorded.
+
+    A model call's row is priced as ``GET /api/stats/`` prices it (:mod:`agentsight.dev.pricing`): ``cost_source``
+    ``backend``; rows without a model (``track_token_usage()`` sums) or of a model the table does not know are
+    ``unpriced``.
+    """
     sums = ", ".join(f"SUM(u.{key}) AS {key}" for key in TOKEN_KEYS)
-    rows = records.read(f"SELECT {_MODEL} AS model, COUNT(*) AS calls, {sums} {_USAGE} WHERE u.conversation = ? "
-                        "GROUP BY model ORDER BY total_tokens DESC, model", [conversation])
+    rows = records.read(f"SELECT {_PROVIDER} AS provider, {_MODEL} AS model, COUNT(*) AS calls, {sums} {_USAGE} "
+                        "WHERE u.conversation = ? GROUP BY provider, model ORDER BY total_tokens DESC, model",
+                        [conversation])
     if not rows:
         return None
-    models = [{"model": row["model"], "calls": row["calls"], **_tokens(row), "cost_usd": ZERO_COST} for row in rows]
+    models = [{"model": row["model"], "calls": row["calls"], **_tokens(row), **_cost(row)} for row in rows]
     totals = {key: sum(model[key] for model in models) for key in TOKEN_KEYS}
-    return {**totals, "calls": sum(model["calls"] for model in models), "models": models, "cost_usd": ZERO_COST,
-            "cost_sources": ["unpriced"]}
+    priced = [Decimal(model["cost_usd"]) for model in models if model["cost_source"] == "backend"]
+    return {**totals, "calls": sum(model["calls"] for model in models), "models": models,
+            "cost_usd": f"{sum(priced, Decimal(0)):.8f}",
+            "cost_sources": sorted({model["cost_source"] for model in models})}
+
+
+def _cost(row: Any) -> dict[str, str]:
+    """``cost_usd`` (8 decimals, as upstream) and ``cost_source`` of one model's summed usage row."""
+    cost = None
+    if row["model"]:
+        # The usage table's prompt tokens leave out the cache reads and writes (the ingest wire's llm spans).
+        tokens = Tokens(input_tokens=int(row["prompt_tokens"] + row["cache_read_tokens"] + row["cache_write_tokens"]),
+                        output_tokens=int(row["completion_tokens"]), cache_read_tokens=int(row["cache_read_tokens"]),
+                        cache_write_tokens=int(row["cache_write_tokens"]))
+        cost = pricing.price(row["provider"], str(row["model"]), [(tokens, 1)])
+    return {"cost_usd": ZERO_COST, "cost_source": "unpriced"} if cost is None else {
+        "cost_usd": f"{cost:.8f}", "cost_source": "backend"}
 
 
 def _usage_routes(routes: APIRouter, plane: Plane) -> None:
