@@ -133,8 +133,14 @@ class BridgeCore:
                 with self._lock:
                     self._calls.append((time.monotonic() + (0.0 if self._hurry else self.grace), ticket))
         self._ledger.seal(receipt)
+        logger.debug("AgentSight bridge received a request: %d span(s), %d new turn(s), %d model call(s)",
+                     total, received, len(calls))
         self._feed()
-        return self._answer(receipt, deadline, total, len(refused))
+        started = time.monotonic()
+        result = self._answer(receipt, deadline, total, len(refused))
+        logger.debug("AgentSight bridge answered a request of %d new turn(s) after %.3f s: %s", received,
+                     time.monotonic() - started, "retry" if result.retry_after is not None else "acknowledged")
+        return result
 
     def hurry(self) -> None:
         """From now on turns go without waiting for their grace period (the bridge is stopping)."""
@@ -225,6 +231,8 @@ class BridgeCore:
         with self._lock:  # taken from the assembler under the lock: the stage keeps their order
             hurry = self._hurry
             ready = self._assembler.drain() if hurry else self._assembler.due()
+            if ready:
+                logger.debug("AgentSight bridge: %d turn(s) past their grace to delivery", len(ready))
             for turn, ticket in ready:
                 assert ticket is not None  # every turn is added with its ticket
                 payloads = self._exporter.estimate(turn)
