@@ -9,7 +9,6 @@ imported until ``instrument()``: this module loads whether or not the library is
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,12 +18,13 @@ from agentsight.instrumentation.content import COHERE_CHAT, Prompt, streamed_too
 from agentsight.instrumentation.genai import (
     GenAITracer,
     ModelCall,
+    OperationSurface,
     attribute_value,
     field,
     start_model_call,
     text_list,
-    unwrap_method,
-    wrap_method,
+    unwrap_operations,
+    wrap_operations,
 )
 from agentsight.instrumentation.instrumentor import AgentSightInstrumentor
 from agentsight.instrumentation.streams import StreamWrapper
@@ -34,7 +34,7 @@ PROVIDER = "cohere"
 _CHAT = "chat"
 _MODULE = "cohere.v2.client"
 # (class, method, operation, returns a stream) of every wrapped surface.
-SURFACES: tuple[tuple[str, str, str, bool], ...] = tuple(
+SURFACES: tuple[OperationSurface, ...] = tuple(
     (cls, method, operation, streams)
     for cls in ("V2Client", "AsyncV2Client")
     for method, operation, streams in (
@@ -61,13 +61,10 @@ class CohereInstrumentor(AgentSightInstrumentor):
         return ("cohere >= 5.10, < 8",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        tracer = GenAITracer(__name__, kwargs)
-        for cls, method, operation, streams in SURFACES:
-            wrap_method(_MODULE, cls, method, partial(_start, tracer, operation), partial(_finish, operation, streams))
+        wrap_operations(_MODULE, SURFACES, GenAITracer(__name__, kwargs), _start, _finish)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        for cls, method, *_ in SURFACES:
-            unwrap_method(_MODULE, cls, method)
+        unwrap_operations(_MODULE, SURFACES)
 
 
 def _start(tracer: trace.Tracer, operation: str, instance: Any, arguments: Mapping[str, Any]) -> ModelCall | None:

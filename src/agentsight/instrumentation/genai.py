@@ -331,6 +331,27 @@ def unwrap_method(module: str, cls: str, method: str) -> None:
     unwrap(getattr(importlib.import_module(module), cls), method)
 
 
+OperationSurface = tuple[str, str, str, bool]
+"""(class, method, GenAI operation, returns a stream) of one wrapped client method."""
+OperationStart = Callable[[trace.Tracer, str, Any, Mapping[str, Any]], "ModelCall | None"]
+OperationFinish = Callable[[str, bool, "ModelCall", Any, Mapping[str, Any]], Any]
+
+
+def wrap_operations(module: str, surfaces: Sequence[OperationSurface], tracer: trace.Tracer,
+                    start: OperationStart, finish: OperationFinish) -> None:
+    """:func:`wrap_method` each surface of ``module``, ``start`` given the tracer and the operation, ``finish``
+    the operation and whether the method returns a stream."""
+    for cls, method, operation, streams in surfaces:
+        wrap_method(module, cls, method, functools.partial(start, tracer, operation),
+                    functools.partial(finish, operation, streams))
+
+
+def unwrap_operations(module: str, surfaces: Sequence[OperationSurface]) -> None:
+    """Undo :func:`wrap_operations`."""
+    for cls, method, *_ in surfaces:
+        unwrap_method(module, cls, method)
+
+
 def text_list(value: Any) -> list[str] | None:
     """A single text as a one-item list (``stop="END"``), a list of text as it is, else ``None``."""
     return [value] if isinstance(value, str) else attribute_value(value)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection, Mapping
-from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,12 +22,13 @@ from agentsight.instrumentation.content import GEMINI_CONTENT, Prompt
 from agentsight.instrumentation.genai import (
     GenAITracer,
     ModelCall,
+    OperationSurface,
     attribute_value,
     field,
     start_model_call,
     text_list,
-    unwrap_method,
-    wrap_method,
+    unwrap_operations,
+    wrap_operations,
 )
 from agentsight.instrumentation.instrumentor import AgentSightInstrumentor
 from agentsight.instrumentation.streams import StreamWrapper
@@ -38,7 +38,7 @@ GEMINI_PROVIDER, VERTEX_PROVIDER = "gcp.gemini", "gcp.vertex_ai"
 GENERATE_CONTENT = "generate_content"
 _MODULE = "google.genai.models"
 # (class, method, operation, returns a stream) of every wrapped surface.
-SURFACES: tuple[tuple[str, str, str, bool], ...] = tuple(
+SURFACES: tuple[OperationSurface, ...] = tuple(
     (cls, method, operation, streams)
     for cls in ("Models", "AsyncModels")
     for method, operation, streams in (
@@ -68,13 +68,10 @@ class GoogleGenAIInstrumentor(AgentSightInstrumentor):
         return ("google-genai >= 1.0, < 4",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        tracer = GenAITracer(__name__, kwargs)
-        for cls, method, operation, streams in SURFACES:
-            wrap_method(_MODULE, cls, method, partial(_start, tracer, operation), partial(_finish, operation, streams))
+        wrap_operations(_MODULE, SURFACES, GenAITracer(__name__, kwargs), _start, _finish)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        for cls, method, *_ in SURFACES:
-            unwrap_method(_MODULE, cls, method)
+        unwrap_operations(_MODULE, SURFACES)
 
 
 def _start(tracer: trace.Tracer, operation: str, instance: Any, arguments: Mapping[str, Any]) -> ModelCall | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Collection, Mapping
-from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,12 +22,13 @@ from agentsight.instrumentation.content import MISTRAL_CHAT, Prompt
 from agentsight.instrumentation.genai import (
     GenAITracer,
     ModelCall,
+    OperationSurface,
     attribute_value,
     field,
     start_model_call,
     text_list,
-    unwrap_method,
-    wrap_method,
+    unwrap_operations,
+    wrap_operations,
 )
 from agentsight.instrumentation.instrumentor import AgentSightInstrumentor
 from agentsight.instrumentation.streams import StreamWrapper
@@ -38,23 +38,15 @@ PROVIDER = "mistral_ai"
 _CHAT = "chat"
 _PACKAGES = ("mistralai.client", "mistralai")  # where the SDK lives: 2.x and later, 1.x
 
-# (module in the package, class, method, operation, returns a stream) of every wrapped surface.
-SURFACES: tuple[tuple[str, str, str, str, bool], ...] = (
-    ("chat", "Chat", "complete", _CHAT, False),
-    ("chat", "Chat", "complete_async", _CHAT, False),
-    ("chat", "Chat", "stream", _CHAT, True),
-    ("chat", "Chat", "stream_async", _CHAT, True),
-    ("fim", "Fim", "complete", sc.OPERATION_TEXT_COMPLETION, False),
-    ("fim", "Fim", "complete_async", sc.OPERATION_TEXT_COMPLETION, False),
-    ("fim", "Fim", "stream", sc.OPERATION_TEXT_COMPLETION, True),
-    ("fim", "Fim", "stream_async", sc.OPERATION_TEXT_COMPLETION, True),
-    ("agents", "Agents", "complete", _CHAT, False),
-    ("agents", "Agents", "complete_async", _CHAT, False),
-    ("agents", "Agents", "stream", _CHAT, True),
-    ("agents", "Agents", "stream_async", _CHAT, True),
-    ("embeddings", "Embeddings", "create", sc.OPERATION_EMBEDDINGS, False),
-    ("embeddings", "Embeddings", "create_async", sc.OPERATION_EMBEDDINGS, False),
-)
+# Module in the package -> its wrapped surfaces.
+SURFACES: dict[str, tuple[OperationSurface, ...]] = {
+    module: tuple((cls, method, operation, method.startswith("stream"))
+                  for method in ("complete", "complete_async", "stream", "stream_async"))
+    for module, cls, operation in (("chat", "Chat", _CHAT), ("fim", "Fim", sc.OPERATION_TEXT_COMPLETION),
+                                   ("agents", "Agents", _CHAT))
+}
+SURFACES["embeddings"] = (("Embeddings", "create", sc.OPERATION_EMBEDDINGS, False),
+                          ("Embeddings", "create_async", sc.OPERATION_EMBEDDINGS, False))
 # Request attributes of a chat, FIM or agents call: attribute -> argument.
 _CHAT_ARGUMENTS = {
     sc.GEN_AI_REQUEST_MAX_TOKENS: "max_tokens",
@@ -78,14 +70,13 @@ class MistralAIInstrumentor(AgentSightInstrumentor):
     def _instrument(self, **kwargs: Any) -> None:
         tracer = GenAITracer(__name__, kwargs)
         package = _package()
-        for module, cls, method, operation, streams in SURFACES:
-            wrap_method(f"{package}.{module}", cls, method, partial(_start, tracer, operation),
-                        partial(_finish, operation, streams))
+        for module, surfaces in SURFACES.items():
+            wrap_operations(f"{package}.{module}", surfaces, tracer, _start, _finish)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         package = _package()
-        for module, cls, method, *_ in SURFACES:
-            unwrap_method(f"{package}.{module}", cls, method)
+        for module, surfaces in SURFACES.items():
+            unwrap_operations(f"{package}.{module}", surfaces)
 
 
 def _package() -> str:
