@@ -77,9 +77,14 @@ def delivered(api: DevServer) -> dict[str, dict]:
 
 
 def complete(api: DevServer, conversation_ids: set[str]) -> bool:
-    """Whether every conversation is stored with both its messages."""
+    """Whether every conversation is stored with both its messages and its tokens.
+
+    On the REST wire a turn's ``token_usage`` action is its last request, so messages alone can be stored
+    before the tokens arrive.
+    """
     stored = delivered(api)
-    return all(len(stored.get(cid, {}).get("messages", ())) >= 2 for cid in conversation_ids)
+    return all(len(stored.get(cid, {}).get("messages", ())) >= 2
+               and stored[cid].get("tokens", {}).get("total_tokens", 0) > 0 for cid in conversation_ids)
 
 
 def assert_delivered_exactly_once(api: DevServer, pipeline: Pipeline, traces: dict[str, str]) -> None:
