@@ -18,7 +18,11 @@ through the Collectors to the sink, their own ceiling):
 - *Latency*: a few turns every 200 ms at a low rate; for each, the time from its request being sent until
   the API (the sink) has it (the bridges hold each turn 2 s, their grace period, for model calls sent apart).
 
-Prints a markdown table. Everything runs on this machine, the Collectors, bridges, API and client sharing
+Each throughput run also reads the CPU time of every process on the route (``/proc``): milliseconds per 1,000
+turns, what says how many cores each tier needs at a rate this machine cannot offer. ``--consumers-per-bridge``
+and ``--bridge-queue-size`` change the gateway's window and the bridges' room (the shipped defaults otherwise).
+
+Prints markdown tables. Everything runs on this machine, the Collectors, bridges, API and client sharing
 its cores: read the numbers as a floor.
 """
 
@@ -29,15 +33,11 @@ import itertools
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -45,25 +45,24 @@ import grpc
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from agentsight.spans.semconv import CONVERSATION_ID, CONVERSATION_SPAN  # noqa: E402
 from bridge_ingest import _APP_SPANS, _occurrences  # noqa: E402
+from process_cpu import CpuMeter, peak_rss_mib  # noqa: E402
+from route_ends import Api, Collectors  # noqa: E402
 from tests.collector_binary import binary_path  # noqa: E402
 from tests.collector_stack import (  # noqa: E402
     BRIDGE_TOKEN,
-    Collector,
     Pipeline,
-    Tls,
-    agent,
-    free_port,
-    gateway,
+    Process,
     log_tail,
     wait_until,
 )
 
 GOAL_TURNS_PER_SECOND = 5_000
+CONSUMERS_PER_BRIDGE = 50
+"""``gateway.yaml``'s default: 50 consumers per bridge replica."""
+COMPONENTS = ("agent", "gateway", "bridge 0", "bridge 1", "API", "client")
 MARKER = b"ZZZZZZZZ"
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-API_KEY = "ags_" + "c" * 32 + "_" + "d" * 6
 
 
 def build_bodies(sizes: list[tuple[int, int]]) -> list[list[bytes]]:
@@ -134,111 +133,6 @@ class Fresh:
         return bytes(body), f"c-{number:08x}-{index}-{self.turns - 1:04d}"
 
 
-class Api:
-    """``agentsight dev --memory`` in a process of its own."""
-
-    def __init__(self, log: Path) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen([str(Path(sys.executable).parent / "agentsight"), "dev", "--memory",
-                                         "--port", str(self.port)], stdout=log.open("wb"), stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.port}"
-        wait_until(lambda: self._get("/health") is not None, 30, "the API")
-
-    def _get(self, path: str) -> bytes | None:
-        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Api-Key {API_KEY}"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
-                return bytes(response.read())
-        except (OSError, urllib.error.HTTPError):
-            return None
-
-    def conversations(self) -> int:
-        """How many conversations are stored."""
-        import json
-
-        return int(json.loads(self._get("/api/stats/") or b'{"conversations": 0}')["conversations"])
-
-    def has(self, conversation_id: str) -> bool:
-        """Whether this conversation is stored."""
-        return self._get(f"/api/conversations/lookup/?conversation_id={conversation_id}") is not None
-
-
-class Sink:
-    """A fast OTLP/gRPC trace receiver over TLS in place of the bridges (and one for the backend copy): it
-    answers at once and counts the conversation spans it got, by conversation id (a repeat counts once), so
-    the Collectors' own ceiling shows apart from the bridges'. Each of ``ports`` serves it (one per bridge
-    the gateway balances over)."""
-
-    def __init__(self, tls: Tls, ports: int) -> None:
-        from concurrent import futures
-
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-        self.seen: set[str] = set()
-        self.lock = threading.Lock()
-        self._parse = ExportTraceServiceRequest.FromString
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-        handler = grpc.unary_unary_rpc_method_handler(self._export)
-        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-            "opentelemetry.proto.collector.trace.v1.TraceService", {"Export": handler}),))
-        credentials = grpc.ssl_server_credentials([(tls.key.read_bytes(), tls.cert.read_bytes())])
-        self.ports = [self._server.add_secure_port("127.0.0.1:0", credentials) for _ in range(ports)]
-        self._server.start()
-
-    def _export(self, body: bytes, context: grpc.ServicerContext) -> bytes:
-        ids = [attribute.value.string_value
-               for resource in self._parse(body).resource_spans for scope in resource.scope_spans
-               for span in scope.spans if span.name == CONVERSATION_SPAN
-               for attribute in span.attributes if attribute.key == CONVERSATION_ID]
-        with self.lock:
-            self.seen.update(ids)
-        return b""  # an empty ExportTraceServiceResponse
-
-    def conversations(self) -> int:
-        """How many conversations arrived."""
-        with self.lock:
-            return len(self.seen)
-
-    def has(self, conversation_id: str) -> bool:
-        """Whether this conversation arrived."""
-        with self.lock:
-            return conversation_id in self.seen
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self._server.stop(grace=1).wait(5)
-
-
-@dataclass
-class Collectors:
-    """agent -> gateway -> :class:`Sink` (in place of 2 bridges), the backend copy to another sink."""
-
-    agent: Collector
-    gateway: Collector
-    sinks: tuple[Sink, Sink]
-
-    @classmethod
-    def start(cls, binary: Path, workdir: Path, tls: Tls) -> Collectors:
-        """Start the sinks, then the gateway and the agent (each serving before the next)."""
-        bridges, backend = Sink(tls, 2), Sink(tls, 1)
-        workdir.mkdir()
-        front = gateway(binary, workdir, free_port(), bridges.ports, BRIDGE_TOKEN, f"127.0.0.1:{backend.ports[0]}",
-                        tls, workdir / "queue").start()
-        return cls(agent(binary, workdir, front.grpc_port).start(), front, (bridges, backend))
-
-    @property
-    def otlp_port(self) -> int:
-        """The agent's OTLP/gRPC port."""
-        return self.agent.grpc_port
-
-    def stop(self) -> None:
-        """End the Collectors and the sinks."""
-        self.agent.stop(timeout=15)
-        self.gateway.stop(timeout=15)
-        for sink in self.sinks:
-            sink.stop()
-
-
 def sender(route: str, pipeline: Pipeline, collectors: Collectors) -> Callable[[bytes], None]:
     """A function exporting one body: to the agent (plaintext), or to the bridges in turn (TLS and token)."""
     if route != "direct":
@@ -276,8 +170,9 @@ class Store(Protocol):
 
 
 def throughput(route: str, send: Callable[[bytes], None], api: Store, fresh: Fresh, turns: int, rate: float,
-               per_request: int) -> dict[str, float]:
-    """Offer ``turns`` turns at ``rate`` turns/s; the rate they were stored at, counted at ``api``."""
+               per_request: int, meter: CpuMeter) -> dict[str, float]:
+    """Offer ``turns`` turns at ``rate`` turns/s; the rate they were stored at, counted at ``api``, and the CPU
+    seconds each of ``meter``'s processes used from the first request until the last turn was stored."""
     requests = turns // per_request
     base = api.conversations()
     errors: list[str] = []
@@ -291,6 +186,7 @@ def throughput(route: str, send: Callable[[bytes], None], api: Store, fresh: Fre
         finally:
             slots.release()
 
+    meter.start()
     started = time.monotonic()
     for number in range(requests):
         wait = started + number * per_request / rate - time.monotonic()
@@ -307,10 +203,12 @@ def throughput(route: str, send: Callable[[bytes], None], api: Store, fresh: Fre
             if share not in marks and stored >= share * requests * per_request:
                 marks[share] = time.monotonic()
         time.sleep(0.05)
+    cpu = meter.stop()
     assert not errors, errors[:3]
     assert len(marks) == 2, f"{route}: not every turn stored in time"
     rate_stored = 0.9 * requests * per_request / max(marks[1.0] - marks[0.1], 1e-6)
-    return {"offered": requests * per_request / offered, "turns_per_s": rate_stored,
+    return {**{f"cpu:{name}": seconds for name, seconds in cpu.items()}, "turns": requests * per_request,
+            "offered": requests * per_request / offered, "turns_per_s": rate_stored,
             "spans_per_s": rate_stored * 2, "wall": marks[1.0] - started,
             "delivered_per_s": requests * per_request / (marks[1.0] - started)}
 
@@ -344,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns-per-request", type=int, default=100)
     parser.add_argument("--samples", type=int, default=20, help="latency samples per route")
     parser.add_argument("--routes", default="direct,pipeline,sink", help="direct, pipeline, sink: comma-separated")
+    parser.add_argument("--consumers-per-bridge", type=int, default=CONSUMERS_PER_BRIDGE,
+                        help="the gateway's OTELCOL_BRIDGE_CONSUMERS per bridge (default: %(default)s, as shipped)")
+    parser.add_argument("--bridge-queue-size", type=int, default=None, metavar="PAYLOADS",
+                        help="the bridges' AGENTSIGHT_MAX_QUEUE_SIZE (default: the bridge's own default)")
     args = parser.parse_args(argv)
     binary = binary_path()
     if not os.access(binary, os.X_OK):
@@ -354,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     small.numbers = itertools.count(10_000_000)  # other ids than the big requests'
     workdir = Path(tempfile.mkdtemp(prefix="bench-collector-"))
     api = Api(workdir / "api.log")
-    pipeline = Pipeline(binary, workdir, api.url, wire="ingest")
+    room = {} if args.bridge_queue_size is None else {"AGENTSIGHT_MAX_QUEUE_SIZE": str(args.bridge_queue_size)}
+    pipeline = Pipeline(binary, workdir, api.url, wire="ingest", bridge_env=room,
+                        consumers_per_bridge=args.consumers_per_bridge)
     collectors: Collectors | None = None
     rows = []
     try:
@@ -364,27 +268,49 @@ def main(argv: list[str] | None = None) -> int:
         for route in args.routes.split(","):
             send = sender(route, pipeline, collectors)
             store: Store = collectors.sinks[0] if route == "sink" else api
+            meter = CpuMeter(processes(route, pipeline, collectors, api))
             times = latency(route, send, store, small, args.samples)
             for rate in (float(text) for text in args.rates.split(",")):
                 turns = int(rate * args.seconds)
-                result = throughput(route, send, store, fresh, turns, rate, args.turns_per_request)
+                result = throughput(route, send, store, fresh, turns, rate, args.turns_per_request, meter)
                 rows.append((route, rate, result, times))
     except AssertionError:
         for name in ("gateway", "agent", "bridge-0", "bridge-1", "sink/gateway", "sink/agent"):
             print(f"--- {name}\n{log_tail(workdir / f'{name}.log', 15)}", file=sys.stderr)
         raise
     finally:
+        bridge_rss = max(peak_rss_mib(replica.popen.pid) for replica in pipeline.replicas if replica.popen)
         if collectors is not None:
             collectors.stop()
         pipeline.stop()
         api.process.terminate()
         api.process.wait(30)
-    print(render(rows, args))
+    print(render(rows, args, bridge_rss))
     return 0
 
 
-def render(rows: list[tuple[str, float, dict[str, float], list[float]]], args: argparse.Namespace) -> str:
-    """The results as a markdown table (and the latency the pipeline adds)."""
+def processes(route: str, pipeline: Pipeline, collectors: Collectors, api: Api) -> dict[str, int]:
+    """The processes whose CPU a route uses, by component (the client is this process, the sinks included)."""
+    found = {"client": os.getpid()}
+    if route == "sink":
+        return {**found, "agent": pid(collectors.agent), "gateway": pid(collectors.gateway)}
+    found.update({f"bridge {index}": pid(replica) for index, replica in enumerate(pipeline.replicas)})
+    found["API"] = api.process.pid
+    if route == "pipeline":
+        assert pipeline.agent is not None and pipeline.gateway is not None
+        found.update({"agent": pid(pipeline.agent), "gateway": pid(pipeline.gateway)})
+    return found
+
+
+def pid(process: Process) -> int:
+    """A started process's id."""
+    assert process.popen is not None
+    return process.popen.pid
+
+
+def render(rows: list[tuple[str, float, dict[str, float], list[float]]], args: argparse.Namespace,
+           bridge_rss: float) -> str:
+    """The results as markdown tables (and the latency the pipeline adds)."""
     names = {"direct": "apps -> 2 bridges (direct)", "pipeline": "apps -> agent -> gateway -> 2 bridges",
              "sink": "apps -> agent -> gateway -> sink (no bridges)"}
     lines = [f"Offered: each rate for {args.seconds:g} s, in requests of {args.turns_per_request} turns + "
@@ -401,8 +327,17 @@ def render(rows: list[tuple[str, float, dict[str, float], list[float]]], args: a
     if "pipeline" in latencies and "direct" in latencies:
         added = statistics.median(latencies["pipeline"]) - statistics.median(latencies["direct"])
         lines += ["", f"Latency the Collectors add per turn (p50): {added:.2f} s."]
-    lines += ["", f"Goal: the Collectors (sink route) keep up with the offer up to {GOAL_TURNS_PER_SECOND:,} turns/s; "
-              "the sink route counts turns arriving at the sink, the others turns stored by the API."]
+    lines += ["", f"Gateway: {args.consumers_per_bridge} consumers per bridge; bridges' AGENTSIGHT_MAX_QUEUE_SIZE: "
+              f"{args.bridge_queue_size or 'default'}; the bridges' peak resident memory: {bridge_rss:.0f} MiB.", "",
+              "CPU milliseconds per 1,000 turns, from the first request until the last turn was stored (the client "
+              "builds and sends the requests, and serves the sinks):", "",
+              "| Route | Offered turns/s | " + " | ".join(COMPONENTS) + " |", "|---|---|" + "---|" * len(COMPONENTS)]
+    for route, _, result, _ in rows:
+        cells = [f"{1e6 * result[f'cpu:{name}'] / result['turns']:,.0f}" if f"cpu:{name}" in result else "-"
+                 for name in COMPONENTS]
+        lines.append(f"| {names[route]} | {result['offered']:,.0f} | " + " | ".join(cells) + " |")
+    lines += ["", f"Goal: the pipeline keeps up with the offer up to {GOAL_TURNS_PER_SECOND:,} turns/s; the sink route "
+              "counts turns arriving at the sink, the others turns stored by the API."]
     return "\n".join(lines)
 
 

@@ -280,35 +280,39 @@ def agent(binary: Path, workdir: Path, gateway_port: int) -> Collector:
                      {"OTELCOL_GATEWAY_ENDPOINT": f"127.0.0.1:{gateway_port}"}, free_port())
 
 
-def gateway_env(bridges: list[int], token: str, backend: str, tls: Tls, queue_dir: Path) -> dict[str, str]:
+def gateway_env(bridges: list[int], token: str, backend: str, tls: Tls, queue_dir: Path,
+                consumers_per_bridge: int = 50) -> dict[str, str]:
     """The environment ``gateway.yaml`` takes to balance over the bridges on ``bridges`` (TLS with the private
-    CA, bearer ``token``, 7 consumers per bridge as the file says), send the redacted copy to ``backend`` (TLS,
-    the same CA) and queue in ``queue_dir``."""
+    CA, bearer ``token``, ``consumers_per_bridge`` consumers per bridge as the file says), send the redacted copy
+    to ``backend`` (TLS, the same CA) and queue in ``queue_dir``."""
     return {"AGENTSIGHT_BRIDGE_TOKEN": token, "TRACING_BACKEND_ENDPOINT": backend,
             "AGENTSIGHT_BRIDGE_ENDPOINTS": ",".join(f"127.0.0.1:{port}" for port in bridges),
             "AGENTSIGHT_BRIDGE_CA_FILE": str(tls.ca), "TRACING_BACKEND_CA_FILE": str(tls.ca),
-            "OTELCOL_QUEUE_DIRECTORY": str(queue_dir), "OTELCOL_BRIDGE_CONSUMERS": str(7 * len(bridges))}
+            "OTELCOL_QUEUE_DIRECTORY": str(queue_dir),
+            "OTELCOL_BRIDGE_CONSUMERS": str(consumers_per_bridge * len(bridges))}
 
 
 def gateway(binary: Path, workdir: Path, grpc_port: int, bridges: list[int], token: str, backend: str,
-            tls: Tls, queue_dir: Path) -> Collector:
+            tls: Tls, queue_dir: Path, consumers_per_bridge: int = 50) -> Collector:
     """``gateway.yaml`` on ``grpc_port`` with :func:`gateway_env` (the queue's directory is created here)."""
     queue_dir.mkdir(parents=True, exist_ok=True)
     return collector(binary, "gateway", CONFIG_DIR / "gateway.yaml", workdir,
-                     gateway_env(bridges, token, backend, tls, queue_dir), grpc_port)
+                     gateway_env(bridges, token, backend, tls, queue_dir, consumers_per_bridge), grpc_port)
 
 
 def bridge(index: int, workdir: Path, grpc_port: int, api_url: str, api_key: str, wire: str, token: str,
-           tls: Tls, *flags: str) -> Process:
+           tls: Tls, *flags: str, env: Mapping[str, str] | None = None) -> Process:
     """``agentsight bridge`` number ``index`` on ``grpc_port`` (TLS, ``token``) delivering to ``api_url``
-    with ``api_key`` on ``wire``; ready once its OTLP/HTTP port answers ``/health`` over TLS."""
+    with ``api_key`` on ``wire`` (``env``: more of its settings); ready once its OTLP/HTTP port answers
+    ``/health`` over TLS."""
     http_port = free_port()
     context = ssl.create_default_context(cafile=str(tls.ca))
     return Process(
         f"bridge-{index}",
         [str(BIN / "agentsight"), "bridge", "--host", "127.0.0.1", "--grpc-port", str(grpc_port), "--http-port",
          str(http_port), "--protocol", wire, "--tls-cert", str(tls.cert), "--tls-key", str(tls.key), *flags],
-        {"AGENTSIGHT_API_KEY": api_key, "AGENTSIGHT_API_ENDPOINT": api_url, "AGENTSIGHT_BRIDGE_TOKEN": token},
+        {"AGENTSIGHT_API_KEY": api_key, "AGENTSIGHT_API_ENDPOINT": api_url, "AGENTSIGHT_BRIDGE_TOKEN": token,
+         **(env or {})},
         workdir / f"bridge-{index}.log", lambda: _http_ok(f"https://127.0.0.1:{http_port}/health", context))
 
 
@@ -379,6 +383,10 @@ class Pipeline:
     bridges: int = 2
     gateway_token: str = BRIDGE_TOKEN
     bridge_flags: tuple[str, ...] = ()
+    bridge_env: Mapping[str, str] = field(default_factory=dict)
+    """More settings of every bridge (``AGENTSIGHT_*`` variables)."""
+    consumers_per_bridge: int = 50
+    """The gateway's ``OTELCOL_BRIDGE_CONSUMERS`` per bridge (the file's default is 50 per bridge)."""
     replicas: list[Process] = field(default_factory=list)
     gateway: Collector | None = None
     agent: Collector | None = None
@@ -392,11 +400,11 @@ class Pipeline:
         self.backend = RecordingBackend(tls)
         ports = self.bridge_ports = [free_port() for _ in range(self.bridges)]
         self.replicas = [bridge(index, self.workdir, port, self.api_url, api_key(index), self.wire, BRIDGE_TOKEN,
-                                tls, *self.bridge_flags) for index, port in enumerate(ports)]
+                                tls, *self.bridge_flags, env=self.bridge_env) for index, port in enumerate(ports)]
         for replica in self.replicas:
             replica.start()
         self.gateway = gateway(self.binary, self.workdir, free_port(), ports, self.gateway_token,
-                               self.backend.endpoint, tls, self.workdir / "queue").start()
+                               self.backend.endpoint, tls, self.workdir / "queue", self.consumers_per_bridge).start()
         self.agent = agent(self.binary, self.workdir, self.gateway.grpc_port).start()
         return self
 

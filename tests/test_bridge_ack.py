@@ -31,7 +31,7 @@ import tests.test_bridge
 from agentsight.bridge.acks import Ledger, Receipt
 from agentsight.bridge.core import DEFAULT_ACK_TIMEOUT_SECONDS, BridgeCore
 from agentsight.bridge.otlp_grpc import DEADLINE_MARGIN_SECONDS
-from agentsight.bridge.server import DEFAULT_GRPC_WORKERS, Bridge
+from agentsight.bridge.server import DEFAULT_GRPC_WORKERS, DEFAULT_MAX_QUEUE_SIZE, Bridge, bridge_settings
 from agentsight.config import DeliverySettings, Settings
 from agentsight.dev import CannedResponse, DevServer
 from agentsight.dev.store import ConversationFilter
@@ -333,6 +333,16 @@ def _seconds(duration: str) -> float:
     return float(number) * {"ms": 0.001, "s": 1, "m": 60}[unit]
 
 
+def test_a_bridge_has_the_room_of_a_server_unless_the_environment_sets_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AGENTSIGHT_MAX_QUEUE_SIZE", raising=False)
+    assert DEFAULT_MAX_QUEUE_SIZE > DeliverySettings().max_queue_size, "more than an app's"
+    assert bridge_settings().delivery.max_queue_size == DEFAULT_MAX_QUEUE_SIZE
+    assert Bridge(grpc_port=None, http_port=None).settings.delivery.max_queue_size == DEFAULT_MAX_QUEUE_SIZE
+    monkeypatch.setenv("AGENTSIGHT_MAX_QUEUE_SIZE", "500")
+    assert bridge_settings("rest").delivery.max_queue_size == 500
+    assert bridge_settings("rest").protocol == "rest"
+
+
 def test_the_gateway_waits_longer_than_a_bridge_holds_a_request_and_batches_fit_its_room() -> None:
     gateway = yaml.safe_load((Path(__file__).parent.parent / "collector-config" / "gateway.yaml").read_text())
     balancer = gateway["exporters"]["load_balancing/agentsight"]
@@ -341,7 +351,7 @@ def test_the_gateway_waits_longer_than_a_bridge_holds_a_request_and_batches_fit_
     assert _seconds(balancer["timeout"]) >= per_bridge
     batch = gateway["processors"]["batch/agentsight"]["send_batch_max_size"]
     seed_turn = 5  # REST payloads of the seed flow's turn; 3 on the ingest wire
-    assert batch * seed_turn <= DeliverySettings().max_queue_size * 0.9, "a batch fits a bridge's delivery room"
+    assert batch * seed_turn <= DEFAULT_MAX_QUEUE_SIZE * 0.9, "a batch fits a bridge's delivery room"
     consumers = int(re.fullmatch(r"\$\{env:OTELCOL_BRIDGE_CONSUMERS:-(\d+)\}",
                                  balancer["sending_queue"]["num_consumers"])[1])  # type: ignore[index]
     assert consumers <= DEFAULT_GRPC_WORKERS, "one bridge serves them all at once"

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 import agentsight.spans.semconv as sc
+from agentsight.bridge.server import DEFAULT_MAX_QUEUE_SIZE
 from tests.collector_binary import MANIFEST, collector_binary
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "collector-config"
@@ -51,7 +52,7 @@ OPTIONAL_ENV = {
     "OTELCOL_METRICS_HOST": "127.0.0.1",
     "OTELCOL_METRICS_PORT": "18888",
     "OTELCOL_QUEUE_DIRECTORY": "/tmp/agentsight-queue",
-    "OTELCOL_BRIDGE_CONSUMERS": "14",
+    "OTELCOL_BRIDGE_CONSUMERS": "100",
     "AGENTSIGHT_BRIDGE_ENDPOINTS": "bridge-a:4317,bridge-b:4317",
     "AGENTSIGHT_BRIDGE_CA_FILE": "",
     "TRACING_BACKEND_CA_FILE": "",
@@ -419,7 +420,7 @@ def test_the_defaults_are_the_documented_deployment_values(otelcol: Path) -> Non
     assert listening(resolved(otelcol, CONFIG_DIR / "gateway.yaml", env)) == {
         "grpc": "0.0.0.0:4317", "http": "0.0.0.0:4318", "health": "0.0.0.0:13133", "metrics": ("0.0.0.0", 8888),
         "queue": (queue, queue),
-        "bridges": [f"agentsight-bridge-{index}.agentsight-bridge:4317" for index in range(3)], "consumers": 21}
+        "bridges": [f"agentsight-bridge-{index}.agentsight-bridge:4317" for index in range(3)], "consumers": 150}
 
 
 @pytest.mark.collector
@@ -433,7 +434,7 @@ def test_the_environment_sets_what_the_files_say(otelcol: Path, bridges: str) ->
     assert listening(resolved(otelcol, CONFIG_DIR / "agent.yaml", env)) == expected
     assert listening(resolved(otelcol, CONFIG_DIR / "gateway.yaml", env)) == {
         **expected, "queue": ("/tmp/agentsight-queue", "/tmp/agentsight-queue"),
-        "bridges": ["bridge-a:4317", "bridge-b:4317"], "consumers": 14}
+        "bridges": ["bridge-a:4317", "bridge-b:4317"], "consumers": 100}
 
 
 @pytest.mark.collector
@@ -528,8 +529,8 @@ def test_bridge_pipeline_load_balances_by_trace_id() -> None:
         assert resolver.get("static", {}).get("hostnames") or resolver.get("dns", {}).get("hostname")
 
 
-BRIDGE_ROOM_TURNS = 2_000
-"""Turns a bridge takes at once by default: its delivery queue (10,000 payloads) of turns of 5 payloads."""
+BRIDGE_ROOM_TURNS = DEFAULT_MAX_QUEUE_SIZE // 5
+"""Turns a bridge takes at once by default: its delivery queue (100,000 payloads) of turns of 5 payloads."""
 
 
 def test_the_gateway_never_sends_a_bridge_more_than_its_room() -> None:

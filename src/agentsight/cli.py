@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from agentsight.bridge.server import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, Bridge
-from agentsight.config import PROTOCOLS, SDK_NAME, SDK_VERSION, Settings
+from agentsight.bridge.server import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, Bridge, bridge_settings
+from agentsight.config import PROTOCOLS, SDK_NAME, SDK_VERSION
 from agentsight.exceptions import ConfigurationError, InvalidApiKeyException, NoApiKeyException
 
 EXIT_OK = 0
@@ -72,7 +72,7 @@ def _add_bridge_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_bridge(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     try:
-        settings = Settings.resolve(protocol=args.protocol)
+        settings = bridge_settings(args.protocol)
     except ConfigurationError as error:
         print(f"agentsight bridge: {error}", file=sys.stderr)
         return EXIT_USAGE

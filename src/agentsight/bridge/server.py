@@ -8,7 +8,9 @@ answered, then the core delivers what is left within the timeout.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import ssl
 import threading
 import time
@@ -22,7 +24,7 @@ from agentsight.bridge.codec import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DECOMPRE
 from agentsight.bridge.core import BridgeCore
 from agentsight.bridge.otlp_grpc import OtlpTraceService
 from agentsight.bridge.otlp_http import TRACES_PATH, OtlpHttpServer
-from agentsight.config import Settings
+from agentsight.config import DeliverySettings, Settings
 
 logger = logging.getLogger("agentsight.bridge")
 
@@ -30,6 +32,21 @@ DEFAULT_GRPC_PORT = 4317
 DEFAULT_HTTP_PORT = 4318
 DEFAULT_GRPC_WORKERS = 256
 """OTLP/gRPC requests served at once (more wait their turn): each waits for its conversations' delivery."""
+DEFAULT_MAX_QUEUE_SIZE = 100_000
+"""The bridge's room in payloads when ``AGENTSIGHT_MAX_QUEUE_SIZE`` is not set (an app's default is 10,000).
+
+A bridge holds every sender's turns for the grace period and their delivery before it answers, so a Collector
+needs rate x (grace + delivery) turns in flight: 5,000 turns/s over two bridges is about 25,000 payloads on
+each, and a gateway's consumers can momentarily all be at one bridge. ``AGENTSIGHT_MAX_QUEUE_BYTES`` (64 MiB)
+still bounds its memory."""
+
+
+def bridge_settings(protocol: str | None = None) -> Settings:
+    """The settings a bridge runs with: the environment's, with the bridge's own room by default."""
+    delivery = DeliverySettings.from_env()
+    if "AGENTSIGHT_MAX_QUEUE_SIZE" not in os.environ:
+        delivery = dataclasses.replace(delivery, max_queue_size=DEFAULT_MAX_QUEUE_SIZE)
+    return Settings.resolve(protocol=protocol, delivery=delivery)
 
 
 
@@ -77,7 +94,7 @@ class Bridge:
         self.grpc_port = grpc_port
         self.http_port = http_port
         self.token = token or None
-        self.settings = settings or Settings.resolve()
+        self.settings = settings or bridge_settings()
         self.max_body_bytes = max_body_bytes
         self.max_decompressed_bytes = max_decompressed_bytes
         self.grpc_workers = grpc_workers
