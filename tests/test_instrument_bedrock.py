@@ -14,6 +14,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from agentsight import ConversationTracker
 from agentsight.dev import DevServer
+from agentsight.dev.llm_bedrock import LLAMA_TOKENS
 from agentsight.dev.local_llm import ANTHROPIC_USAGE, BEDROCK_USAGE, REPLY_TEXT, FakeLLMServer
 from agentsight.instrumentation.botocore import BotocoreInstrumentor
 from agentsight.spans import semconv as sc
@@ -36,6 +37,8 @@ USAGE = (BEDROCK_USAGE["inputTokens"] + CACHE, BEDROCK_USAGE["outputTokens"])  #
 CACHE_SEEN = not released_before("botocore", "1.37.24")
 ANTHROPIC_BODY = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64,
                              "messages": [{"role": "user", "content": "Where is my order?"}]})
+NOVA_BODY = json.dumps({"messages": MESSAGES, "inferenceConfig": {"maxTokens": 64}})
+LLAMA_BODY = json.dumps({"prompt": "Where is my order?", "max_gen_len": 64})
 
 
 @pytest.fixture
@@ -146,6 +149,56 @@ def test_invoke_model_anthropic_body(spans: InMemorySpanExporter, client: Any) -
     assert span.attributes["gen_ai.response.finish_reasons"] == ("end_turn",)
 
 
+def _chunks(body: Any) -> list[dict[str, Any]]:
+    """The model's events of an ``InvokeModelWithResponseStream`` body, read the way callers do."""
+    return [json.loads(event["chunk"]["bytes"]) for event in body]
+
+
+def test_invoke_model_with_response_stream_anthropic_body_ends_once_with_its_usage(
+    spans: InMemorySpanExporter, client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = client.invoke_model_with_response_stream(modelId=MODEL, body=ANTHROPIC_BODY)
+    assert spans.get_finished_spans() == (), "the span lasts as long as the stream"
+    chunks = _chunks(response["body"])
+    text = "".join(chunk["delta"]["text"] for chunk in chunks if chunk["type"] == "content_block_delta")
+    assert text == REPLY_TEXT, "the caller reads every chunk"
+    span = _only(spans)
+    assert _usage(span) == (ANTHROPIC_USAGE["input_tokens"], ANTHROPIC_USAGE["output_tokens"])
+    assert span.attributes[sc.LLM_STREAMING] is True and span.attributes["gen_ai.request.max_tokens"] == 64
+    assert span.attributes["gen_ai.response.finish_reasons"] == ("end_turn",)
+    assert _ended_twice(caplog) == []
+
+
+def test_invoke_model_with_response_stream_nova_body(spans: InMemorySpanExporter, client: Any) -> None:
+    chunks = _chunks(client.invoke_model_with_response_stream(modelId="amazon.nova-lite-v1:0", body=NOVA_BODY)["body"])
+    assert "".join(chunk["contentBlockDelta"]["delta"]["text"] for chunk in chunks if "contentBlockDelta" in chunk) \
+        == REPLY_TEXT
+    span = _only(spans)
+    assert _usage(span) == USAGE, "Converse-shaped events, the cache counted in the input"
+    assert span.attributes["gen_ai.response.finish_reasons"] == ("end_turn",)
+
+
+def test_a_stream_of_another_model_family_counts_the_invocation_metrics(
+    spans: InMemorySpanExporter, client: Any
+) -> None:
+    chunks = _chunks(client.invoke_model_with_response_stream(modelId="meta.llama3-8b-instruct-v1:0",
+                                                              body=LLAMA_BODY)["body"])
+    assert "".join(chunk["generation"] for chunk in chunks) == REPLY_TEXT
+    assert _usage(_only(spans)) == LLAMA_TOKENS, "from the metrics Bedrock adds to the last chunk"
+
+
+def test_invoke_stream_left_early_ends_its_span_once(
+    spans: InMemorySpanExporter, client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = client.invoke_model_with_response_stream(modelId=MODEL, body=ANTHROPIC_BODY)["body"]
+    for _ in body:
+        break
+    body.close()
+    del body
+    gc.collect()
+    assert _only(spans).status.status_code is StatusCode.UNSET and _ended_twice(caplog) == []
+
+
 @pytest.mark.usefixtures("rest_wire")  # reads the model calls as REST actions
 def test_a_turn_counts_each_call_once(
     spans: InMemorySpanExporter, client: Any, api: DevServer, tracker: ConversationTracker
@@ -156,13 +209,15 @@ def test_a_turn_counts_each_call_once(
     for _ in client.converse_stream(modelId=MODEL, messages=MESSAGES)["stream"]:
         pass
     client.invoke_model(modelId=MODEL, body=ANTHROPIC_BODY)["body"].read()
+    _chunks(client.invoke_model_with_response_stream(modelId=MODEL, body=ANTHROPIC_BODY)["body"])
     tracker.track_answer("It ships today.")
     tracker.send_tracked_data()
     assert tracker.flush(10)["complete"]
     actions = bodies(api, "/api/action_logs/")
     (usage,) = [a["metadata"] for a in actions if a["action_name"] == "token_usage"]
-    assert usage["completion_tokens"] == 2 * USAGE[1] + ANTHROPIC_USAGE["output_tokens"]
+    assert usage["completion_tokens"] == 2 * USAGE[1] + 2 * ANTHROPIC_USAGE["output_tokens"]
     calls = [a for a in actions if a["action_name"] != "token_usage"]
-    assert [call["metadata"]["input_tokens"] for call in calls] == [USAGE[0], USAGE[0], ANTHROPIC_USAGE["input_tokens"]]
+    anthropic = ANTHROPIC_USAGE["input_tokens"]
+    assert [call["metadata"]["input_tokens"] for call in calls] == [USAGE[0], USAGE[0], anthropic, anthropic]
     assert {call["action_name"] for call in calls[:2]} == {f"chat aws.bedrock/{MODEL}"}
     assert spans.get_finished_spans() == (), "calls in a turn are the tracker's, not the app provider's"

@@ -210,7 +210,12 @@ def test_anthropic_on_bedrock_is_bedrock(spans: InMemorySpanExporter, fake: Fake
     client = anthropic.AnthropicBedrock(**AWS_KEYS, base_url=fake.bedrock_base_url, max_retries=0)
     client.messages.create(model=CLAUDE_MODEL, max_tokens=64, messages=MESSAGES)
     asyncio.run(create_async())
-    assert [request.path for request in fake.requests] == [f"/model/{CLAUDE_MODEL}/invoke"] * 2
-    for span in spans.get_finished_spans():
+    with client.messages.stream(model=CLAUDE_MODEL, max_tokens=64, messages=MESSAGES) as stream:
+        assert stream.get_final_text() == REPLY_TEXT, "AWS event-stream chunks, decoded by the client"
+    assert [request.path for request in fake.requests] == [f"/model/{CLAUDE_MODEL}/invoke"] * 2 + [
+        f"/model/{CLAUDE_MODEL}/invoke-with-response-stream"]
+    finished = spans.get_finished_spans()
+    assert len(finished) == 3
+    for span in finished:
         assert span.attributes["gen_ai.provider.name"] == "aws.bedrock"
         assert _usage(span) == (ANTHROPIC_USAGE["input_tokens"], ANTHROPIC_USAGE["output_tokens"])

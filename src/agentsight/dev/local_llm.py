@@ -8,8 +8,8 @@ Point a client at it with ``openai.OpenAI(base_url=server.openai_base_url, api_k
 ``ollama.Client(host=server.ollama_host)``; the cloud platforms' clients with
 ``openai.AzureOpenAI(azure_endpoint=server.azure_endpoint, ...)``,
 ``anthropic.AnthropicVertex(base_url=server.vertex_base_url, access_token=..., ...)`` and
-``anthropic.AnthropicBedrock(base_url=server.bedrock_base_url, api_key=..., ...)`` (not streamed: Bedrock
-streams AWS event-stream frames). It speaks enough of each provider's wire format for the
+``anthropic.AnthropicBedrock(base_url=server.bedrock_base_url, api_key=..., ...)`` (streams in AWS
+event-stream frames, :mod:`agentsight.dev.llm_bedrock`). It speaks enough of each provider's wire format for the
 clients to parse: OpenAI chat completions (``n`` choices, interleaved when streamed), Responses and
 embeddings (Groq's chat completions and
 embeddings are OpenAI's, under ``/openai``, with Groq's ``x_groq`` usage on a stream's last chunk),
@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from agentsight.dev import llm_bedrock, llm_cohere, llm_gemini
 from agentsight.dev.llm_bedrock import BEDROCK_USAGE
@@ -756,7 +756,7 @@ def _route(path: str, body: Any) -> tuple[Route | None, Any]:
         return route, body
     for pattern, model_route, _ in _MODEL_PATH_ROUTES:
         if (match := pattern.fullmatch(path)) is not None:
-            return model_route, {"model": match["model"], **body} if isinstance(body, dict) else body
+            return model_route, {"model": unquote(match["model"]), **body} if isinstance(body, dict) else body
     return None, body
 
 

@@ -187,12 +187,13 @@ def _describe_count(call: ModelCall, counted: Any) -> None:
 
 def _observe(stream: Any, call: ModelCall) -> StreamWrapper:
     """``stream`` (raw message events, sync or async) reporting to ``call``, which it ends."""
-    accumulator = _StreamAccumulator(call)
+    accumulator = MessageStreamAccumulator(call)
     return StreamWrapper(stream, call, accumulator.add, accumulator.record)
 
 
-class _StreamAccumulator:
-    """Builds the message that a stream's raw events add up to, and records it as the stream ends."""
+class MessageStreamAccumulator:
+    """Builds the message that a stream's raw events add up to, and records it as the stream ends; also for
+    Anthropic Messages streams that come through another client (Bedrock's ``InvokeModelWithResponseStream``)."""
 
     def __init__(self, call: ModelCall) -> None:
         self._call = call

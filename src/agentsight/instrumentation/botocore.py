@@ -1,13 +1,14 @@
-"""Amazon Bedrock runtime instrumentation through ``botocore`` (so ``boto3``): ``Converse``, ``ConverseStream``
-and ``InvokeModel``.
+"""Amazon Bedrock runtime instrumentation through ``botocore`` (so ``boto3``): ``Converse``, ``ConverseStream``,
+``InvokeModel`` and ``InvokeModelWithResponseStream``.
 
 botocore makes its client classes at run time, all on ``BaseClient``: its ``_make_api_call`` is wrapped,
 and only a ``bedrock-runtime`` client's model operations become model calls (every other call runs as it
-is). A ``ConverseStream`` answer's ``stream`` is handed back wrapped, so the call ends once, when the stream
-does; an ``InvokeModel`` answer's ``body`` is read to describe it and handed back as a fresh body holding the
-same bytes. ``InvokeModel`` bodies are described when they are Anthropic Messages or Converse-shaped
-(Amazon Nova). Nothing from ``botocore`` is imported until ``instrument()``: this module loads whether or
-not the library is installed.
+is). A ``ConverseStream`` answer's ``stream`` and an ``InvokeModelWithResponseStream`` answer's ``body`` are
+handed back wrapped, so the call ends once, when the stream does; an ``InvokeModel`` answer's ``body`` is read
+to describe it and handed back as a fresh body holding the same bytes. Model bodies are described when they
+are Anthropic Messages or Converse-shaped (Amazon Nova); a stream of any other model family still gets its
+token counts from the invocation metrics Bedrock adds to its last chunk. Nothing from ``botocore`` is imported
+until ``instrument()``: this module loads whether or not the library is installed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 import wrapt
 from opentelemetry import trace
 
-from agentsight.instrumentation.anthropic import describe_message
+from agentsight.instrumentation.anthropic import MessageStreamAccumulator, describe_message
 from agentsight.instrumentation.content import ANTHROPIC_MESSAGES, BEDROCK_CONVERSE, Prompt
 from agentsight.instrumentation.genai import (
     GenAITracer,
@@ -35,13 +36,15 @@ from agentsight.instrumentation.genai import (
     wrap_method,
 )
 from agentsight.instrumentation.instrumentor import AgentSightInstrumentor
+from agentsight.instrumentation.raw import Fields
 from agentsight.instrumentation.streams import StreamWrapper
 from agentsight.spans import semconv as sc
 
 PROVIDER = "aws.bedrock"
 SERVICE = "bedrock-runtime"
-_CONVERSE, _CONVERSE_STREAM, _INVOKE = "Converse", "ConverseStream", "InvokeModel"
-OPERATIONS = frozenset({_CONVERSE, _CONVERSE_STREAM, _INVOKE})
+_CONVERSE, _CONVERSE_STREAM = "Converse", "ConverseStream"
+_INVOKE, _INVOKE_STREAM = "InvokeModel", "InvokeModelWithResponseStream"
+OPERATIONS = frozenset({_CONVERSE, _CONVERSE_STREAM, _INVOKE, _INVOKE_STREAM})
 """The ``bedrock-runtime`` operations recorded as model calls."""
 _SURFACE = ("botocore.client", "BaseClient", "_make_api_call")
 # Request attributes of a Converse call: attribute -> field of its ``inferenceConfig``; of an Anthropic body.
@@ -57,6 +60,8 @@ _BODY_FIELDS = {
     sc.GEN_AI_REQUEST_TOP_K: "top_k",
 }
 _CACHE_FIELDS = ("cacheReadInputTokens", "cacheWriteInputTokens")
+_INVOCATION_METRICS = "amazon-bedrock-invocationMetrics"
+"""What Bedrock adds to a response stream's last chunk, whatever the model: the call's token counts."""
 
 
 class BotocoreInstrumentor(AgentSightInstrumentor):
@@ -83,12 +88,13 @@ def _start(tracer: trace.Tracer, client: Any, arguments: Mapping[str, Any]) -> M
     params = params if isinstance(params, Mapping) else {}
     model = params.get("modelId")
     request = _server_attributes(getattr(meta, "endpoint_url", None))
-    if operation == _INVOKE:
+    if operation in (_INVOKE, _INVOKE_STREAM):
         body = _json(params.get("body"))
         request.update({key: attribute_value(field(body, name)) for key, name in _BODY_FIELDS.items()})
         request[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = text_list(field(body, "stop_sequences"))
         shape = ANTHROPIC_MESSAGES if field(body, "anthropic_version") else BEDROCK_CONVERSE  # else Amazon Nova's
         prompt = Prompt(shape, body) if isinstance(body, Mapping) else None
+        request[sc.LLM_STREAMING] = True if operation == _INVOKE_STREAM else None
     else:
         config = params.get("inferenceConfig")
         request.update({key: attribute_value(field(config, name)) for key, name in _INFERENCE_FIELDS.items()})
@@ -120,8 +126,12 @@ def _finish(call: ModelCall, result: Any, arguments: Mapping[str, Any]) -> Any:
     operation = arguments.get("operation_name")
     model = field(arguments.get("api_params"), "modelId")
     if operation == _CONVERSE_STREAM and isinstance(result, dict) and result.get("stream") is not None:
-        accumulator = _StreamAccumulator(call, model, _request_id(result))
+        accumulator = _ConverseStreamAccumulator(call, model, _request_id(result))
         result["stream"] = StreamWrapper(_Iterating(result["stream"]), call, accumulator.add, accumulator.record)
+        return result
+    if operation == _INVOKE_STREAM and isinstance(result, dict) and result.get("body") is not None:
+        chunks = _ChunkAccumulator(call, model, _request_id(result))
+        result["body"] = StreamWrapper(_Iterating(result["body"]), call, chunks.add, chunks.record)
         return result
     if operation == _INVOKE and isinstance(result, dict):
         _describe_invoke(call, result, model)
@@ -197,7 +207,7 @@ class _Iterating(wrapt.ObjectProxy):  # type: ignore[misc]
         return next(self._self_events)
 
 
-class _StreamAccumulator:
+class _ConverseStreamAccumulator:
     """Adds up a ConverseStream's events into the Converse answer they spell."""
 
     def __init__(self, call: ModelCall, model: Any, response_id: Any) -> None:
@@ -235,3 +245,45 @@ class _StreamAccumulator:
                            if isinstance(tool_use, Mapping) else {"text": pieces})
         output = {"message": {"role": "assistant", "content": content}}
         _describe(self._call, {**self._response, "output": output}, self._model, self._response_id)
+
+
+class _ChunkAccumulator:
+    """Reads an ``InvokeModelWithResponseStream``'s chunks: each the JSON of one of the model's own stream events
+    (Anthropic Messages events, or Converse-shaped ones from Amazon Nova), the last with Bedrock's invocation
+    metrics, which count the tokens of a model whose events are neither."""
+
+    def __init__(self, call: ModelCall, model: Any, response_id: Any) -> None:
+        self._call, self._model = call, model
+        self._anthropic = MessageStreamAccumulator(call)
+        self._converse = _ConverseStreamAccumulator(call, model, response_id)
+        self._shape: MessageStreamAccumulator | _ConverseStreamAccumulator | None = None
+        self._metrics: Any = None
+
+    def add(self, event: Any) -> None:
+        """Take what one chunk adds."""
+        data = field(field(event, "chunk"), "bytes")
+        try:
+            payload = json.loads(data, object_hook=Fields) if isinstance(data, (bytes, str)) else None
+        except ValueError:
+            return
+        if not isinstance(payload, dict):
+            return
+        self._metrics = payload.get(_INVOCATION_METRICS, self._metrics)
+        if isinstance(payload.get("type"), str):
+            self._shape = self._anthropic
+            self._anthropic.add(payload)
+        elif self._shape is not self._anthropic and any(key in payload for key in _CONVERSE_EVENTS):
+            self._shape = self._converse
+            self._converse.add(payload)
+
+    def record(self) -> None:
+        """Record the whole stream on the span (called once, as it ends)."""
+        if self._shape is not None:
+            self._shape.record()
+        elif self._metrics is not None:
+            self._call.record_response(model=self._model, input_tokens=field(self._metrics, "inputTokenCount"),
+                                       output_tokens=field(self._metrics, "outputTokenCount"))
+
+
+_CONVERSE_EVENTS = ("messageStart", "contentBlockStart", "contentBlockDelta", "messageStop", "metadata")
+"""The events of a Converse stream, which Amazon Nova's ``InvokeModelWithResponseStream`` chunks hold."""
