@@ -96,6 +96,22 @@ def test_conversation_filters(client: httpx.Client) -> None:
     assert "messages" not in summary and summary["counts"]["messages"] == 2, "the list previews, full=false"
 
 
+def test_metadata_keys_that_no_json_path_spells_are_filtered_and_listed(
+    client: httpx.Client, tracker: ConversationTracker
+) -> None:
+    tracker.get_or_create_conversation("conv-odd", metadata={'say "hi"': "yes", "a.b[0]": 1, "$": None})
+    tracker.track_question("Odd keys")
+    tracker.send_tracked_data()
+    assert tracker.flush()["delivered"]
+    for key, value in (('say "hi"', "yes"), ("a.b[0]", 1)):
+        assert ids(client, metadata_key=key) == ["conv-odd"], key
+        assert ids(client, metadata_key=key, metadata_value=str(value)) == ["conv-odd"], key
+        assert ids(client, metadata=json.dumps({key: value})) == ["conv-odd"], key
+        assert ok(client.get("/api/conversations/metadata-values/", params={"key": key})) == [value]
+    assert ids(client, metadata_key="$") == ["conv-odd"], "a key holding null is there"
+    assert ids(client, metadata_key='say "hi"', metadata_value="no") == []
+
+
 def test_conversation_pages(client: httpx.Client) -> None:
     first = ok(client.get("/api/conversations/", params={"page_size": 2}))
     assert {key: first[key] for key in ("count", "page_size", "total_pages", "current_page", "previous")} == {

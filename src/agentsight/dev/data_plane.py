@@ -208,20 +208,21 @@ def conversation_filter(request: Request) -> tuple[str, list[Any]]:
         if (when := moment(request, name)) is not None:
             add(f"c.created_at {operator} ?", when)
     if q.get("metadata_key"):
-        path = json_path(q["metadata_key"])
         if q.get("metadata_value"):
-            add("CAST(json_extract(c.metadata, ?) AS TEXT) = ?", path, q["metadata_value"])
+            add(f"EXISTS (SELECT 1 FROM {METADATA_ENTRIES} j WHERE j.key = ? AND CAST(j.value AS TEXT) = ?)",
+                q["metadata_key"], q["metadata_value"])
         else:
-            add("json_type(c.metadata, ?) IS NOT NULL", path)
+            add(f"EXISTS (SELECT 1 FROM {METADATA_ENTRIES} j WHERE j.key = ?)", q["metadata_key"])
     if q.get("metadata"):
         for key, value in _metadata_filter(q["metadata"]).items():
-            add("json_extract(c.metadata, ?) IS json_extract(?, '$')", json_path(key), rest_json(value))
+            add(f"(SELECT j.value FROM {METADATA_ENTRIES} j WHERE j.key = ?) IS json_extract(?, '$')",
+                key, rest_json(value))
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def json_path(key: str) -> str:
-    """The SQLite JSON path of one top-level key."""
-    return '$."' + key.replace('"', '\\"') + '"'
+METADATA_ENTRIES = "json_each(CASE json_type(c.metadata) WHEN 'object' THEN c.metadata ELSE '{}' END)"
+"""A conversation's top-level metadata entries (none unless its metadata is an object), matched by ``j.key = ?``:
+a key is a bound parameter, as SQLite's JSON paths cannot spell every key (one holding ``"``, for one)."""
 
 
 def rest_json(value: Any) -> str:
@@ -292,8 +293,8 @@ def _conversation_routes(routes: APIRouter, plane: Plane) -> None:
         """Every distinct value recorded for one conversation-metadata key (400 without ``key``)."""
         if not key:
             raise field_error("key", "This query parameter is required.")
-        rows = records.read("SELECT DISTINCT json_extract(c.metadata, ?) AS value FROM conversations c "
-                            "WHERE json_type(c.metadata, ?) IS NOT NULL ORDER BY 1", [json_path(key)] * 2)
+        rows = records.read(f"SELECT DISTINCT j.value AS value FROM conversations c, {METADATA_ENTRIES} j "
+                            "WHERE j.key = ? ORDER BY 1", [key])
         return [row["value"] for row in rows]
 
     @routes.get("/api/conversations/message-metadata-keys/")
