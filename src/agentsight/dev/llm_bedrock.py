@@ -23,6 +23,7 @@ import struct
 import zlib
 from typing import TYPE_CHECKING, Any
 
+from agentsight.dev import llm_anthropic
 from agentsight.dev.llm_wire import TOOL_ARGUMENTS, TOOL_INPUT, Phase, dumps, split_reply
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def invoke_stream(server: FakeLLMServer, body: dict[str, Any], number: int) -> l
     """``InvokeModelWithResponseStream``: each of the model's events the JSON of a ``chunk`` (base64, as Bedrock
     sends a blob); the last chunk also holds :data:`INVOCATION_METRICS`."""
     if body.get("anthropic_version"):
-        sse = server._messages({**body, "stream": True}, number)
+        sse = llm_anthropic.messages(server, {**body, "stream": True}, number)
         assert isinstance(sse, list)
         events = [(phase, _sse_data(frame)) for phase, frame in sse]
         events = [(phase, event) for phase, event in events if event.get("type") != "ping"]
