@@ -105,12 +105,8 @@ def _checked_name(name: Any) -> str:
     return name.strip()
 
 
-class ConversationManager:
-    """0.0.44's ``ConversationManager``: feedback, rename, mark, update and (soft) delete of conversations.
-
-    ``conversation_id`` is the ``conversation_id`` string tracking used or the API's integer id. Every call
-    returns the API's answer and raises on failure.
-    """
+class _DataPlaneUser:
+    """What 0.0.44's management classes share: a data-plane client on a key and endpoint, replaceable."""
 
     def __init__(self, api_key: str | None = None, endpoint: str | None = None, **_: Any) -> None:
         self._api = _client(api_key, endpoint)
@@ -124,6 +120,14 @@ class ConversationManager:
     def client(self) -> AgentSight:
         """The data-plane client the calls go through."""
         return self._api
+
+
+class ConversationManager(_DataPlaneUser):
+    """0.0.44's ``ConversationManager``: feedback, rename, mark, update and (soft) delete of conversations.
+
+    ``conversation_id`` is the ``conversation_id`` string tracking used or the API's integer id. Every call
+    returns the API's answer and raises on failure.
+    """
 
     def submit_feedback(self, conversation_id: int | str, sentiment: Sentiment | str, comment: str | None = None,
                         metadata: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -181,21 +185,8 @@ class ConversationManager:
             return self._api.conversations.update(conversation_id, **fields)
 
 
-class AgentSightAPI:
+class AgentSightAPI(_DataPlaneUser):
     """0.0.44's ``AgentSightAPI``: read conversations (a page of them, one, or one's attachments)."""
-
-    def __init__(self, api_key: str | None = None, endpoint: str | None = None, **_: Any) -> None:
-        self._api = _client(api_key, endpoint)
-
-    def configure(self, api_key: str | None = None, endpoint: str | None = None, **_: Any) -> None:
-        """Use another key and/or endpoint from now on."""
-        self._api.close()
-        self._api = _client(api_key, endpoint)
-
-    @property
-    def client(self) -> AgentSight:
-        """The data-plane client the calls go through."""
-        return self._api
 
     def fetch_conversations(self, page: int | None = None, page_size: int | None = None,
                             feedback_source: str | None = None, **filters: Any) -> dict[str, Any]:

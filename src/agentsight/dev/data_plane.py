@@ -284,8 +284,7 @@ def _conversation_routes(routes: APIRouter, plane: Plane) -> None:
     @routes.get("/api/conversations/metadata-keys/")
     def metadata_keys() -> list[str]:
         """Every top-level conversation-metadata key recorded, sorted."""
-        rows = records.read("SELECT DISTINCT j.key FROM conversations c, json_each(c.metadata) j "
-                            "WHERE json_type(c.metadata) = 'object' ORDER BY j.key")
+        rows = records.read(f"SELECT DISTINCT j.key FROM conversations c, {METADATA_ENTRIES} j ORDER BY j.key")
         return [row[0] for row in rows]
 
     @routes.get("/api/conversations/metadata-values/")
