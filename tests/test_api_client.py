@@ -323,6 +323,23 @@ def test_0044_calls_raise_0044_exceptions(server: RecordingServer) -> None:
         AgentSightAPI(API_KEY, endpoint=server.url).fetch_conversation("missing")
 
 
+@pytest.mark.parametrize("make", [ConversationManager, AgentSightAPI])
+def test_0044_configure_sends_later_calls_with_the_new_key_to_the_new_endpoint(
+    server: RecordingServer, make: Any
+) -> None:
+    other_key = "ags_" + "e" * 32 + "_" + "f" * 6
+    managed = make(API_KEY, endpoint=server.url)
+    with RecordingServer() as other:
+        other.script(200, {"id": 42})
+        managed.configure(other_key, endpoint=other.url)
+        if make is ConversationManager:
+            managed.mark_conversation(42, True)
+        else:
+            managed.fetch_conversation(42)
+        assert server.requests == [] and len(other.requests) == 1
+        assert other.raw_headers[0]["authorization"] == f"Api-Key {other_key}"
+
+
 def test_0044_singletons_wait_for_first_use(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AGENTSIGHT_API_KEY", raising=False)
     import agentsight
